@@ -1,0 +1,30 @@
+"""``create_app(container)``: the FastAPI application with every route and the error mapping."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from afinar import __version__
+from afinar.api import errors
+from afinar.api.routes import chat, files, health, jobs, models
+from afinar.services.container import Container
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(title="Afinar", version=__version__, docs_url="/docs", redoc_url=None)
+    app.state.container = container
+    errors.install(app)
+
+    @app.middleware("http")
+    async def _request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("x-request-id", "req_" + uuid.uuid4().hex)
+        return response
+
+    app.include_router(health.router)
+    for module in (files, jobs, models, chat):
+        app.include_router(module.router, prefix="/v1")
+    return app

@@ -1,0 +1,1 @@
+"""File and artefact storage behind a small protocol (a local directory today)."""

@@ -1,0 +1,91 @@
+"""Blobs in a local directory. Writes go to a temporary name, are fsynced, then renamed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    key: str
+    size: int
+    sha256: str
+
+
+class BlobTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"larger than {limit} bytes")
+        self.limit = limit
+
+
+class BlobStore(Protocol):
+    def put_stream(self, key: str, chunks: Iterable[bytes], max_bytes: int | None = None) -> StoredBlob: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def iter_bytes(self, key: str) -> Iterator[bytes]: ...
+    def path(self, key: str) -> Path: ...
+    def delete(self, key: str) -> None: ...
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        p = (self.root / key).resolve()
+        if self.root.resolve() not in p.parents:
+            raise ValueError(f"blob key escapes the store: {key!r}")
+        return p
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], max_bytes: int | None = None) -> StoredBlob:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise BlobTooLarge(max_bytes)
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+            fsync_dir(target.parent)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return StoredBlob(key=key, size=size, sha256=digest.hexdigest())
+
+    def put_bytes(self, key: str, data: bytes) -> StoredBlob:
+        return self.put_stream(key, [data])
+
+    def open(self, key: str) -> BinaryIO:
+        return self.path(key).open("rb")
+
+    def iter_bytes(self, key: str) -> Iterator[bytes]:
+        with self.open(key) as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)

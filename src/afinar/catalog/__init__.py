@@ -1,0 +1,1 @@
+"""Base models: the catalogue file, and offline loading (bundled SmolLM2, local paths, hub ids)."""

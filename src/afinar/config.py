@@ -1,0 +1,62 @@
+"""Settings: the only module that reads the environment (``AFINAR_*``).
+
+Build one ``Settings`` at the edge (the CLI or a test) and pass it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AFINAR_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".afinar")
+    # SQLAlchemy URL; empty means a SQLite file inside data_dir.
+    database_url: str = ""
+    # The first API key of the default organisation; generated (and printed once) when empty.
+    bootstrap_api_key: str = ""
+    default_org_name: str = "default"
+    # Extra catalogue file (TOML) that adds or overrides base models.
+    catalog_file: Path | None = None
+
+    # Worker
+    embedded_worker: bool = True
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    poll_seconds: float = 1.0
+    train_threads: int = 0  # 0: one per physical core
+    checkpoint_every_steps: int = 0  # 0: only at epoch ends
+
+    # Files
+    max_upload_bytes: int = 512 * 1024 * 1024
+    results_csv_base64: bool = False
+
+    # Serving
+    adapter_cache_size: int = 8
+    max_queued_requests: int = 32
+
+    # Test/diagnostic knobs (never needed in production)
+    train_step_delay_seconds: float = Field(default=0.0, ge=0.0)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'afinar.db').resolve()}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"

@@ -1,0 +1,1 @@
+"""Training-data formats: validation, chat rendering with label masks, token counts, estimates."""

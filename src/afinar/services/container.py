@@ -1,0 +1,71 @@
+"""The composition root: one object built from Settings that holds every component."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from afinar.blobs.local import LocalBlobStore
+from afinar.catalog.registry import Catalog
+from afinar.config import Settings
+from afinar.store.db import Database
+
+if TYPE_CHECKING:
+    from afinar.domain.models import ServableModel
+    from afinar.services.files import FilesService
+    from afinar.services.jobs import JobsService
+    from afinar.services.models import ModelsService
+
+
+class Container:
+    def __init__(self, settings: Settings, *, engine: Any = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.resolved_database_url())
+        self.blobs = LocalBlobStore(settings.blobs_dir)
+        self.catalog = Catalog.load(settings.catalog_file)
+        self._engine = engine
+        self._engine_lock = threading.Lock()
+
+    def migrate(self) -> None:
+        self.db.migrate()
+
+    @cached_property
+    def files(self) -> FilesService:
+        from afinar.services.files import FilesService
+
+        return FilesService(self)
+
+    @cached_property
+    def jobs(self) -> JobsService:
+        from afinar.services.jobs import JobsService
+
+        return JobsService(self)
+
+    @cached_property
+    def models(self) -> ModelsService:
+        from afinar.services.models import ModelsService
+
+        return ModelsService(self)
+
+    def resolve_servable(self, org_id: str, name: str) -> ServableModel:
+        return self.models.resolve_servable(org_id, name)
+
+    @property
+    def engine(self) -> Any:
+        """The inference engine, created on first use so the API tier starts without torch."""
+        with self._engine_lock:
+            if self._engine is None:
+                from afinar.inference.engine import HFEngine
+
+                self._engine = HFEngine(
+                    adapter_cache_size=self.settings.adapter_cache_size,
+                    max_queued_requests=self.settings.max_queued_requests,
+                )
+            return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None and hasattr(self._engine, "close"):
+            self._engine.close()
+        self.db.dispose()

@@ -1,0 +1,79 @@
+"""Shared fixtures: a tiny base model, a migrated container, and the official SDK in-process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.tiny_model import build_tiny_model, write_catalog
+
+TINY = "tiny-llama"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    return write_catalog(tmp_path_factory.mktemp("catalog") / "catalog.toml", tiny_model_dir, TINY)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_catalog: Path):  # type: ignore[no-untyped-def]
+    from afinar.config import Settings
+
+    return Settings(
+        data_dir=tmp_path / "data",
+        catalog_file=tiny_catalog,
+        embedded_worker=False,
+        bootstrap_api_key="sk-test-key",
+        heartbeat_seconds=0.5,
+        lease_seconds=5,
+        poll_seconds=0.2,
+    )
+
+
+@pytest.fixture
+def container(settings):  # type: ignore[no-untyped-def]
+    from afinar.services.container import Container
+    from afinar.services.orgs import bootstrap
+
+    c = Container(settings)
+    c.migrate()
+    bootstrap(c.db, settings.default_org_name, settings.bootstrap_api_key)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def app(container):  # type: ignore[no-untyped-def]
+    from afinar.api.app import create_app
+
+    return create_app(container)
+
+
+@pytest.fixture
+def http(app) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def client(http, settings):  # type: ignore[no-untyped-def]
+    """The official ``openai`` SDK talking to the app in-process."""
+    import openai
+
+    return openai.OpenAI(
+        base_url="http://testserver/v1", api_key=settings.bootstrap_api_key, http_client=http, max_retries=0
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
