@@ -1,0 +1,3 @@
+from afinar.cli.main import app
+
+app()

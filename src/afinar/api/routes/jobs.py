@@ -1,0 +1,101 @@
+"""``/v1/fine_tuning/jobs``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from afinar.api.deps import get_container, get_principal
+from afinar.api.schemas.jobs import checkpoint_list, event_list, job_list, job_object
+from afinar.errors import InvalidRequest
+from afinar.services.container import Container
+from afinar.services.orgs import Principal
+
+router = APIRouter(tags=["fine-tuning"])
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+@router.post("/fine_tuning/jobs")
+def create_job(
+    body: dict[str, Any] = Depends(json_body),
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    return job_object(c.jobs.create(p.org_id, p.org_slug, body))
+
+
+@router.get("/fine_tuning/jobs")
+def list_jobs(
+    request: Request,
+    after: str | None = None,
+    limit: int = 20,
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    meta = {k[len("metadata[") : -1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
+    no_meta = request.query_params.get("metadata") == "null"
+    return job_list(c.jobs.list(p.org_id, after=after, limit=limit, metadata=meta or None, no_metadata=no_meta))
+
+
+@router.get("/fine_tuning/jobs/{job_id}")
+def retrieve_job(
+    job_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    return job_object(c.jobs.get(p.org_id, job_id))
+
+
+@router.get("/fine_tuning/jobs/{job_id}/events")
+def list_events(
+    job_id: str,
+    after: str | None = None,
+    limit: int = 20,
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    return event_list(c.jobs.events(p.org_id, job_id, after=after, limit=limit))
+
+
+@router.get("/fine_tuning/jobs/{job_id}/checkpoints")
+def list_checkpoints(
+    job_id: str,
+    after: str | None = None,
+    limit: int = 10,
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    return checkpoint_list(c.jobs.checkpoints(p.org_id, job_id, after=after, limit=limit))
+
+
+@router.post("/fine_tuning/jobs/{job_id}/cancel")
+def cancel_job(
+    job_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    return job_object(c.jobs.cancel(p.org_id, job_id))
+
+
+@router.post("/fine_tuning/jobs/{job_id}/pause")
+def pause_job(
+    job_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    return job_object(c.jobs.pause(p.org_id, job_id))
+
+
+@router.post("/fine_tuning/jobs/{job_id}/resume")
+def resume_job(
+    job_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    return job_object(c.jobs.resume(p.org_id, job_id))

@@ -1,0 +1,90 @@
+"""Wire shapes for fine-tuning jobs, events and checkpoints (contract §2.2-2.4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from afinar.domain.jobs import JobStatus
+from afinar.store.pagination import Page
+from afinar.store.tables import Checkpoint, Job, JobEvent
+
+HYPER_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
+
+
+def hyperparameters(job: Job) -> dict[str, Any]:
+    resolved = job.resolved_hyperparameters or {}
+    requested = job.requested_hyperparameters or {}
+    return {k: resolved.get(k, requested.get(k, "auto")) for k in HYPER_KEYS}
+
+
+def job_object(job: Job) -> dict[str, Any]:
+    hyper = hyperparameters(job)
+    mtype = job.method.get("type", "supervised")
+    error = job.error or {"code": None, "message": None, "param": None}
+    return {
+        "id": job.id,
+        "object": "fine_tuning.job",
+        "created_at": job.created_at,
+        "model": job.model,
+        "status": job.status,
+        "training_file": job.training_file,
+        "validation_file": job.validation_file,
+        "organization_id": job.org_id,
+        "result_files": list(job.result_files or []),
+        "fine_tuned_model": job.fine_tuned_model,
+        "finished_at": job.finished_at,
+        "trained_tokens": job.trained_tokens,
+        "hyperparameters": hyper,
+        "method": {"type": mtype, mtype: {"hyperparameters": hyper}},
+        "error": error,
+        "seed": job.seed,
+        "estimated_finish": job.estimated_finish if job.status == JobStatus.RUNNING else None,
+        "integrations": job.integrations,
+        "metadata": job.job_metadata,
+        "user_provided_suffix": job.suffix,
+        "usage_metrics": None,
+        "shared_with_openai": False,
+    }
+
+
+def job_list(page: Page[Job]) -> dict[str, Any]:
+    return {"object": "list", "data": [job_object(j) for j in page.items], "has_more": page.has_more}
+
+
+def event_object(ev: JobEvent) -> dict[str, Any]:
+    return {
+        "id": ev.id,
+        "object": "fine_tuning.job.event",
+        "created_at": ev.created_at,
+        "level": ev.level,
+        "message": ev.message,
+        "type": ev.type,
+        "data": ev.data if ev.data is not None else {},
+    }
+
+
+def event_list(page: Page[JobEvent]) -> dict[str, Any]:
+    return {"object": "list", "data": [event_object(e) for e in page.items], "has_more": page.has_more}
+
+
+def checkpoint_object(c: Checkpoint) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "object": "fine_tuning.job.checkpoint",
+        "created_at": c.created_at,
+        "fine_tuned_model_checkpoint": c.model_name,
+        "fine_tuning_job_id": c.job_id,
+        "step_number": c.step_number,
+        "metrics": c.metrics,
+    }
+
+
+def checkpoint_list(page: Page[Checkpoint]) -> dict[str, Any]:
+    data = [checkpoint_object(c) for c in page.items]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": page.has_more,
+    }

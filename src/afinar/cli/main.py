@@ -1,0 +1,89 @@
+"""The ``afinar`` command: serve, worker, and client commands over the official SDK."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.console import Console
+
+from afinar.config import Settings
+
+app = typer.Typer(help="Afinar: self-hosted fine-tuning with the OpenAI API.", no_args_is_help=True)
+console = Console()
+
+
+def _container(settings: Settings):  # type: ignore[no-untyped-def]
+    from afinar.services.container import Container
+
+    c = Container(settings)
+    c.migrate()
+    return c
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Bind address (AFINAR_HOST, default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (AFINAR_PORT, default 8000)."),
+    worker: bool = typer.Option(True, help="Run an embedded worker in this process."),
+) -> None:
+    """Start the API, the dashboard and an embedded worker on the configured data directory."""
+    import threading
+
+    import uvicorn
+
+    from afinar.api.app import create_app
+    from afinar.services.orgs import bootstrap
+    from afinar.worker.loop import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    host = host or settings.host
+    port = port or settings.port
+    c = _container(settings)
+    generated = bootstrap(c.db, settings.default_org_name, settings.bootstrap_api_key)
+    if generated:
+        console.print(f"[bold green]Created organisation '{settings.default_org_name}'.[/] Its API key "
+                      f"(shown once, keep it):\n  [bold]{generated}[/]")
+    console.print(f"Afinar on http://{host}:{port}/v1  (data in {settings.data_dir.resolve()})")
+    threading.Thread(target=_warm_default_model, args=(c,), daemon=True).start()
+    w = Worker(c) if worker and settings.embedded_worker else None
+    if w:
+        w.start()
+    try:
+        uvicorn.run(create_app(c), host=host, port=port, log_level="info")
+    finally:
+        if w:
+            w.shutdown()
+        c.close()
+
+
+def _warm_default_model(c) -> None:  # type: ignore[no-untyped-def]
+    """Convert the bundled model in the background so the first job or chat does not wait for it."""
+    for model_id in c.catalog.ids():
+        entry = c.catalog.get(model_id)
+        if entry is not None and entry.source == "bundled":
+            try:
+                c.catalog.local_path(entry, c.settings.models_dir)
+            except Exception:
+                logging.getLogger("afinar").exception("could not prepare %s", model_id)
+
+
+@app.command("worker")
+def worker_cmd() -> None:
+    """Run a worker alone (scale-out: many workers share one database)."""
+    from afinar.worker.loop import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    c = _container(Settings())
+    console.print("Afinar worker started; Ctrl-C to stop.")
+    try:
+        Worker(c).run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.close()
+
+
+if __name__ == "__main__":
+    app()

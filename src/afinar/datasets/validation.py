@@ -1,0 +1,332 @@
+"""Validate a JSONL training file before any compute is spent, and say why a job must fail.
+
+``validate_file`` streams the file line by line in binary mode (memory stays flat whatever the
+file size: it keeps one line, a 16-byte hash per example for duplicate detection and one small
+integer per example for the percentiles). It is pure Python apart from the tokenizer it may be
+given; token counts go through ``encode_chat``, i.e. the base model's own chat template, so they
+are the numbers training will see (not tiktoken estimates).
+
+Numbering: ``Example N`` is the 1-based *line number* in the file, so it can be found in an
+editor; blank lines are skipped (they are not examples, but they keep the numbering honest).
+``message M`` is the 1-based index into the example's ``messages`` (``input.messages`` for
+preference lines). A problem about the whole file has ``example == 0``.
+
+Job errors (``job_failure``), following contract §3.4:
+
+* method/format mismatch and structural problems → ``invalid_training_file``;
+* an unknown key (``Example 1 contains an extra "weight".``) or a reserved special-token
+  string in the text → ``invalid_file_format`` ("a file format error in the training file");
+* fewer than 10 training examples → ``invalid_n_examples`` (structural problems are reported
+  first, since they say more about what to fix).
+
+For a validation file (``param="validation_file"``) the same rules apply with the code
+``invalid_validation_file`` in place of ``invalid_training_file`` (the contract names that code
+for the validation-file family), ``invalid_file_format`` keeps its code with "validation file"
+in the sentence, and the minimum is 1 example instead of 10.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from afinar.datasets.checks import FILE_FORMAT_CODES, CheckedExample, check_chat, check_preference, classify
+from afinar.datasets.encoding import encode_chat
+from afinar.datasets.report import FILE_LEVEL, Problem, Stats, ValidationReport, histogram
+
+Method = Literal["supervised", "dpo"]
+METHOD_FORMAT = {"supervised": "chat", "dpo": "preference"}
+FORMAT_METHOD = {"chat": "supervised", "preference": "dpo"}
+FORMAT_NAME = {"chat": "fine-tune-chat", "preference": "fine-tune-preference"}
+MIN_TRAINING_EXAMPLES = 10
+MIN_VALIDATION_EXAMPLES = 1
+UNEXPECTED_FORMAT = (
+    "Unexpected file format, expected either chat messages (a 'messages' list, method=supervised) "
+    "or preference pairs ('input', 'preferred_output', 'non_preferred_output', method=dpo)."
+)
+_SUMMARY_EXAMPLES = 10  # example numbers listed in a job error's "(and K more problems: ...)"
+
+
+def special_token_pattern(tokenizer: Any) -> re.Pattern[str] | None:
+    """A regex matching the tokenizer's reserved strings: its special tokens and the added tokens
+    flagged special. Non-special added tokens (e.g. ``<think>``) are ordinary text and allowed."""
+    tokens = {str(t) for t in getattr(tokenizer, "all_special_tokens", None) or []}
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    tokens |= {str(tok) for tok in decoder.values() if getattr(tok, "special", False)}
+    tokens.discard("")
+    if not tokens:
+        return None
+    return re.compile("|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)))
+
+
+def mismatch_message(fmt: str, method: str, file_id: str | None = None) -> str:
+    """Contract §3.2: a chat file under dpo, or preference data under supervised."""
+    name = f"Input file {file_id}" if file_id else "Input file"
+    return (
+        f"{name} is in the {FORMAT_NAME[fmt]} format, but the specified fine-tuning job is not using "
+        f"'{FORMAT_METHOD[fmt]}' as the training method (provided method={method})."
+    )
+
+
+class _Collector:
+    """Problems in file order, at most ``cap`` kept, all counted; file-level ones always kept, first."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.file_level: list[Problem] = []
+        self.lines: list[Problem] = []
+        self.counts: Counter[str] = Counter()
+
+    def add(self, problem: Problem) -> None:
+        self.counts[problem.code] += 1
+        if problem.example == FILE_LEVEL:
+            self.file_level.append(problem)
+        elif len(self.lines) < self.cap:
+            self.lines.append(problem)
+
+    @property
+    def kept(self) -> list[Problem]:
+        return self.file_level + self.lines
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _parse(raw: bytes, n: int) -> tuple[Any, Problem | None]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 1].hex()
+        return None, Problem(
+            n,
+            None,
+            "invalid_utf8",
+            f"Example {n} cannot be parsed. Error: line is not valid UTF-8 "
+            f"(byte 0x{bad} at offset {exc.start}).",
+        )
+    try:
+        return json.loads(text), None
+    except ValueError as exc:
+        return None, Problem(
+            n,
+            None,
+            "invalid_json",
+            f"Example {n} cannot be parsed. Error: line contains invalid json: {exc}.",
+        )
+
+
+def _canonical_hash(obj: Any) -> bytes:
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).digest()
+
+
+def validate_lines(
+    lines: Iterable[bytes],
+    *,
+    method: Method = "supervised",
+    tokenizer: Any = None,
+    context_length: int | None = None,
+    max_problems: int = 100,
+) -> ValidationReport:
+    """Validate JSONL given as an iterable of raw lines (e.g. an open binary file, a blob stream)."""
+    if method not in METHOD_FORMAT:
+        raise ValueError(f"unknown method {method!r}; expected 'supervised' or 'dpo'")
+    errors, warnings = _Collector(max_problems), _Collector(max_problems)
+    tokens_re = special_token_pattern(tokenizer) if tokenizer is not None else None
+    max_length = context_length if context_length is not None else sys.maxsize
+    fmt: str | None = None
+    seen: dict[bytes, int] = {}
+    n_examples = n_objects = 0
+    n_messages = array("I")
+    per_example, trained_per_example = array("Q"), array("Q")
+    total = billable = trained = n_truncated = truncated = 0
+
+    for n, raw in enumerate(lines, start=1):
+        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if not raw.strip():
+            continue
+        n_examples += 1
+        obj, problem = _parse(raw.rstrip(b"\r\n"), n)
+        if problem is not None:
+            errors.add(problem)
+            continue
+        if not isinstance(obj, dict):
+            errors.add(
+                Problem(n, None, "not_an_object", f"Example {n} must be a JSON object, not {_kind(obj)}.")
+            )
+            continue
+        n_objects += 1
+        if fmt is None and (kind := classify(obj)) is not None:
+            fmt = kind
+            if fmt != METHOD_FORMAT[method]:
+                errors.add(Problem(FILE_LEVEL, None, "format_mismatch", mismatch_message(fmt, method)))
+        expected = fmt or METHOD_FORMAT[method]
+        checked = check_chat(obj, n, tokens_re) if expected == "chat" else check_preference(obj, n, tokens_re)
+        for p in checked.problems:
+            errors.add(p)
+        if checked.conversation is None:
+            continue
+        _warn_content(checked, n, warnings)
+        digest = _canonical_hash(obj)
+        if digest in seen:
+            warnings.add(
+                Problem(
+                    n, None, "duplicate_example", f"Example {n} is a duplicate of example {seen[digest]}."
+                )
+            )
+        else:
+            seen[digest] = n
+        n_messages.append(checked.n_messages)
+        if tokenizer is None:
+            continue
+        try:
+            enc = encode_chat(tokenizer, checked.conversation, max_length)
+        except Exception as exc:  # a template that cannot render this conversation
+            errors.add(
+                Problem(
+                    n,
+                    None,
+                    "render_error",
+                    f"Example {n} cannot be rendered with the base model's chat template: {exc}.",
+                )
+            )
+            continue
+        full = enc.n_tokens + enc.truncated_tokens
+        per_example.append(full)
+        trained_per_example.append(enc.n_trained)
+        total += full
+        billable += enc.n_tokens
+        trained += enc.n_trained
+        if enc.truncated_tokens:
+            n_truncated += 1
+            truncated += enc.truncated_tokens
+            warnings.add(
+                Problem(
+                    n,
+                    None,
+                    "truncated",
+                    f"Example {n} has {full} tokens, more than the context length of {context_length}; "
+                    f"the last {enc.truncated_tokens} tokens will be cut"
+                    + ("." if enc.n_trained else ", leaving no assistant tokens to train on."),
+                )
+            )
+
+    if fmt is None and n_objects:
+        errors.add(Problem(FILE_LEVEL, None, "unexpected_format", UNEXPECTED_FORMAT))
+    token_fields: dict[str, Any] = {}
+    if tokenizer is not None:
+        token_fields = {
+            "n_tokenized": len(per_example),
+            "total_tokens": total,
+            "trained_tokens": trained,
+            "billable_tokens_per_epoch": billable,
+            "n_truncated": n_truncated,
+            "truncated_tokens": truncated,
+            "tokens_per_example": Stats.of(per_example),
+            "trained_tokens_per_example": Stats.of(trained_per_example),
+            "token_histogram": histogram(per_example),
+        }
+    return ValidationReport(
+        method=method,
+        format=fmt or "unknown",
+        n_examples=n_examples,
+        errors=tuple(errors.kept),
+        warnings=tuple(warnings.kept),
+        n_errors_total=errors.total,
+        n_warnings_total=warnings.total,
+        error_counts=dict(errors.counts),
+        warning_counts=dict(warnings.counts),
+        messages_per_example=Stats.of(n_messages),
+        context_length=context_length,
+        **token_fields,
+    )
+
+
+def validate_file(
+    path: str | os.PathLike[str],
+    *,
+    method: Method = "supervised",
+    tokenizer: Any = None,
+    context_length: int | None = None,
+    max_problems: int = 100,
+) -> ValidationReport:
+    """Validate a JSONL file on disk, streaming it (see the module docstring)."""
+    with open(path, "rb") as f:
+        return validate_lines(
+            f, method=method, tokenizer=tokenizer, context_length=context_length, max_problems=max_problems
+        )
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _warn_content(checked: CheckedExample, n: int, warnings: _Collector) -> None:
+    if not checked.has_system:
+        warnings.add(Problem(n, None, "missing_system_message", f"Example {n} has no system message."))
+    if not checked.has_user:
+        warnings.add(Problem(n, None, "missing_user_message", f"Example {n} has no user message."))
+    if not checked.has_trained_assistant:
+        warnings.add(
+            Problem(n, None, "no_trained_messages", f"Example {n} has no assistant message with weight 1.")
+        )
+
+
+def _summary(others: list[Problem], n_more: int) -> str:
+    if n_more <= 0:
+        return ""
+    examples = sorted({p.example for p in others if p.example != FILE_LEVEL})
+    shown = ", ".join(str(e) for e in examples[:_SUMMARY_EXAMPLES])
+    complete = len(others) == n_more and len(examples) <= _SUMMARY_EXAMPLES
+    where = f": examples {shown}{'' if complete else ', …'}" if examples else ""
+    noun = "problem" if n_more == 1 else "problems"
+    return f" (and {n_more} more {noun}{where})"
+
+
+def job_failure(
+    report: ValidationReport, *, param: str = "training_file", file_id: str | None = None
+) -> tuple[str, str] | None:
+    """The (error.code, error.message) a job must fail with for this file, or None if it may run."""
+    if param not in ("training_file", "validation_file"):
+        raise ValueError(f"param must be 'training_file' or 'validation_file', not {param!r}")
+    training = param == "training_file"
+    which = "training" if training else "validation"
+    invalid_code = "invalid_training_file" if training else "invalid_validation_file"
+    invalid = f"The job failed due to an invalid {which} file."
+    if report.errors or report.n_errors_total:
+        mismatch = [p for p in report.errors if p.code == "format_mismatch"]
+        if mismatch:
+            return invalid_code, f"{invalid} {mismatch_message(report.format, report.method, file_id)}"
+        if any(p.code == "unexpected_format" for p in report.errors):
+            return invalid_code, f"{invalid} {UNEXPECTED_FORMAT}"
+        if not report.errors:  # every problem fell beyond a max_problems of 0
+            return invalid_code, f"{invalid} Invalid file format ({report.n_errors_total} problems)."
+        first, others = report.errors[0], list(report.errors[1:])
+        tail = _summary(others, report.n_errors_total - 1)
+        if first.code in FILE_FORMAT_CODES:
+            return (
+                "invalid_file_format",
+                f"The job failed due to a file format error in the {which} file. "
+                f"Invalid file format. {first.message}{tail}",
+            )
+        return invalid_code, f"{invalid} Invalid file format. {first.message}{tail}"
+    minimum = MIN_TRAINING_EXAMPLES if training else MIN_VALIDATION_EXAMPLES
+    if report.n_examples < minimum:
+        noun = "examples" if minimum != 1 else "example"
+        return (
+            "invalid_n_examples",
+            f"{which.capitalize()} file has {report.n_examples} example(s), "
+            f"but must have at least {minimum} {noun}",
+        )
+    return None

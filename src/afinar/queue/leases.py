@@ -1,0 +1,87 @@
+"""A database-backed job queue: claim with a lease, heartbeat, fenced writes, release.
+
+A claim increments ``lease_token``. Every later write of that worker names the token it got; when
+someone else has claimed the job since (the lease expired, or the job was cancelled, which also
+bumps the token), the write finds no row and raises ``LeaseLost`` instead of committing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from afinar.domain.jobs import JobStatus
+from afinar.errors import LeaseLost
+from afinar.store.db import Database
+from afinar.store.tables import Job
+
+
+@dataclass(frozen=True)
+class Lease:
+    job_id: str
+    token: int
+    owner: str
+
+
+def claim(db: Database, owner: str, lease_seconds: float) -> Lease | None:
+    """Take the oldest claimable job, or None. Safe against concurrent claimers (compare-and-set)."""
+    now = time.time()
+    expired = or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
+    claimable = or_(
+        and_(Job.status.in_([JobStatus.VALIDATING_FILES, JobStatus.QUEUED]), or_(Job.lease_owner.is_(None), expired)),
+        and_(Job.status == JobStatus.RUNNING, expired),
+    )
+    with db.session() as s:
+        candidates = list(s.execute(select(Job.id, Job.lease_token).where(claimable).order_by(Job.seq).limit(5)))
+    for job_id, token in candidates:
+        with db.session() as s:
+            res = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_token == token)
+                .values(
+                    lease_owner=owner,
+                    lease_token=token + 1,
+                    lease_expires_at=now + lease_seconds,
+                    attempts=Job.attempts + 1,
+                )
+            )
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                return Lease(job_id=job_id, token=token + 1, owner=owner)
+    return None
+
+
+def fence(s: Session, lease: Lease, lease_seconds: float | None = None) -> Job:
+    """Inside a transaction: prove we still hold the lease (extending it), and return the row."""
+    values: dict[str, object] = {"lease_owner": lease.owner}
+    if lease_seconds is not None:
+        values["lease_expires_at"] = time.time() + lease_seconds
+    res = s.execute(
+        update(Job).where(Job.id == lease.job_id, Job.lease_token == lease.token).values(**values)
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(f"lease on {lease.job_id} was lost")
+    job = s.scalar(select(Job).where(Job.id == lease.job_id).execution_options(populate_existing=True))
+    assert job is not None
+    return job
+
+
+def heartbeat(db: Database, lease: Lease, lease_seconds: float) -> str:
+    """Extend the lease; return the job's status (the API may have paused it)."""
+    with db.session() as s:
+        return fence(s, lease, lease_seconds).status
+
+
+def release(s: Session, lease: Lease) -> None:
+    """Let the job go (paused, or finished). Fenced like every other write."""
+    fence(s, lease)
+    s.execute(update(Job).where(Job.id == lease.job_id).values(lease_owner=None, lease_expires_at=None))
+
+
+def revoke(s: Session, job: Job) -> None:
+    """Take the lease away from whoever holds it (cancellation): its next write fails."""
+    job.lease_token = job.lease_token + 1
+    job.lease_owner = None
+    job.lease_expires_at = None

@@ -1,0 +1,119 @@
+"""Files: upload (streamed, size-limited, atomic), list, retrieve, content, delete."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from afinar import ids
+from afinar.blobs.local import BlobTooLarge
+from afinar.errors import InvalidRequest, NotFound
+from afinar.store import files as repo
+from afinar.store.pagination import Page
+from afinar.store.tables import File
+
+if TYPE_CHECKING:
+    from afinar.services.container import Container
+
+UPLOAD_PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
+
+
+def not_found(file_id: str) -> NotFound:
+    return NotFound(f"No such File object: {file_id}", param="id")
+
+
+class FilesService:
+    def __init__(self, c: Container) -> None:
+        self.c = c
+
+    def create(
+        self,
+        org_id: str,
+        filename: str,
+        purpose: str,
+        chunks: Iterable[bytes],
+        *,
+        expires_after_seconds: int | None = None,
+    ) -> File:
+        if purpose not in UPLOAD_PURPOSES:
+            raise InvalidRequest(
+                f"'{purpose}' is not one of {sorted(UPLOAD_PURPOSES)} - 'purpose'", param="purpose"
+            )
+        if purpose == "fine-tune" and not filename.lower().endswith(".jsonl"):
+            raise InvalidRequest("Invalid file format for Fine-Tuning API. Must be .jsonl", param="file")
+        if expires_after_seconds is not None and not 3600 <= expires_after_seconds <= 2592000:
+            raise InvalidRequest(
+                "expires_after.seconds must be between 3600 and 2592000", param="expires_after.seconds"
+            )
+        return self.store(org_id, filename, purpose, chunks, expires_after_seconds=expires_after_seconds)
+
+    def store(
+        self,
+        org_id: str,
+        filename: str,
+        purpose: str,
+        chunks: Iterable[bytes],
+        *,
+        expires_after_seconds: int | None = None,
+    ) -> File:
+        """Write the bytes durably first, then make the row visible in one transaction."""
+        fid = ids.file_id()
+        key = f"{org_id}/files/{fid}"
+        try:
+            blob = self.c.blobs.put_stream(key, chunks, self.c.settings.max_upload_bytes)
+        except BlobTooLarge as exc:
+            raise InvalidRequest(
+                f"File is too large: the limit is {exc.limit} bytes.", param="file", code="file_too_large"
+            ) from None
+        now = int(time.time())
+        row = File(
+            id=fid,
+            org_id=org_id,
+            filename=filename,
+            purpose=purpose,
+            bytes=blob.size,
+            sha256=blob.sha256,
+            blob_key=key,
+            status="processed",
+            created_at=now,
+            expires_at=now + expires_after_seconds if expires_after_seconds else None,
+        )
+        try:
+            with self.c.db.session() as s:
+                repo.add(s, row)
+        except BaseException:
+            self.c.blobs.delete(key)
+            raise
+        return row
+
+    def get(self, org_id: str, file_id: str) -> File:
+        with self.c.db.session() as s:
+            row = repo.get(s, org_id, file_id)
+        if row is None:
+            raise not_found(file_id)
+        return row
+
+    def list(
+        self, org_id: str, *, after: str | None, limit: int, order: str, purpose: str | None
+    ) -> Page[File]:
+        if order not in ("asc", "desc"):
+            raise InvalidRequest("order must be 'asc' or 'desc'", param="order")
+        if not 1 <= limit <= 10000:
+            raise InvalidRequest("limit must be between 1 and 10000", param="limit")
+        with self.c.db.session() as s:
+            return repo.list_page(s, org_id, after=after, limit=limit, desc=order == "desc", purpose=purpose)
+
+    def content(self, org_id: str, file_id: str) -> Iterator[bytes]:
+        row = self.get(org_id, file_id)
+        return self.c.blobs.iter_bytes(row.blob_key)
+
+    def local_path(self, org_id: str, file_id: str) -> str:
+        return str(self.c.blobs.path(self.get(org_id, file_id).blob_key))
+
+    def delete(self, org_id: str, file_id: str) -> str:
+        row = self.get(org_id, file_id)
+        with self.c.db.session() as s:
+            repo.remove(s, org_id, file_id)
+        self.c.blobs.delete(row.blob_key)
+        return file_id

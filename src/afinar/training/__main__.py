@@ -1,0 +1,72 @@
+"""``python -m afinar.training SPEC.json``: one training run as a child process.
+
+Stdout carries only the JSON-lines protocol (see ``protocol.py``); everything else, including
+anything a library prints, goes to stderr. SIGUSR1 pauses (finish the step, checkpoint, emit
+``paused``, exit 0); SIGTERM stops at once with the default action.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import traceback
+from types import FrameType
+
+from afinar.training.protocol import JsonLinesEmitter
+
+
+def _protocol_stream() -> JsonLinesEmitter:
+    """Keep a private handle on the real stdout, then point fd 1 (and sys.stdout) at stderr."""
+    sys.stdout.flush()
+    proto = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return JsonLinesEmitter(proto)
+
+
+def _quiet_libraries() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a hard dependency of training
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    emit = _protocol_stream()
+    pause = threading.Event()
+
+    def on_pause(signum: int, frame: FrameType | None) -> None:
+        pause.set()
+
+    signal.signal(signal.SIGUSR1, on_pause)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if len(args) != 1:
+        emit({"event": "error", "message": "usage: python -m afinar.training SPEC.json"})
+        return 1
+    try:
+        from pydantic import ValidationError
+
+        from afinar.training.spec import TrainSpec
+
+        try:
+            spec = TrainSpec.from_file(args[0])
+        except ValidationError as exc:
+            raise ValueError(f"invalid training spec: {exc}") from exc
+        _quiet_libraries()
+        from afinar.training.loop import run_training
+
+        run_training(spec, emit, should_pause=pause.is_set)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        emit({"event": "error", "message": str(exc) or type(exc).__name__})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

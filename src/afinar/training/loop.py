@@ -1,0 +1,213 @@
+"""The training loop: fp32, AdamW with a constant learning rate, grad-clip 1.0, loss on labels only.
+
+Determinism: the LoRA init is seeded from ``seed``; the order of epoch e comes from (seed, e); and
+before every optimizer step the torch generator is re-seeded from (seed, step), so dropout noise
+depends on the step alone. A run resumed from a checkpoint at step S therefore replays steps S+1..N
+exactly as an uninterrupted run would, with the same weights, optimizer state, batches and noise.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from afinar.datasets.encoding import EncodedExample
+from afinar.training import checkpoint as ckpt
+from afinar.training.data import (
+    collate,
+    derive_seed,
+    encode_file,
+    epoch_batches,
+    epoch_order,
+    steps_per_epoch,
+)
+from afinar.training.model import TrainModel, build_model, label_scores, load_tokenizer, pad_token_id
+from afinar.training.protocol import Emit, metrics_record
+from afinar.training.spec import TrainSpec
+
+GRAD_CLIP = 1.0
+AUTO_EVALUATIONS = 10
+RNG_SCHEME = "torch seed per step = derive_seed(seed, 'step', step); order of epoch e = derive_seed(seed, 'shuffle', e)"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, or a checkpoint that does not fit the spec)."""
+
+
+@dataclass
+class Scores:
+    loss: float | None
+    accuracy: float | None
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    trained_tokens: int = 0
+    metrics: dict[str, Any] = field(default_factory=lambda: metrics_record(0, None, None, None, None))
+    saved_step: int = -1  # the step of the last checkpoint written by this process
+
+
+def epoch_of(step: int, per_epoch: int) -> int:
+    """1-based epoch that optimizer step ``step`` (1-based) belongs to."""
+    return (step - 1) // per_epoch + 1 if step > 0 else 0
+
+
+def eval_interval(spec: TrainSpec, total_steps: int) -> int:
+    return spec.eval_every_steps or max(1, math.ceil(total_steps / AUTO_EVALUATIONS))
+
+
+def evaluate(tm: TrainModel, examples: list[EncodedExample], batch_size: int, pad_id: int) -> Scores:
+    """Token-weighted loss and accuracy over every label of ``examples``, in file order."""
+    tm.model.eval()
+    loss_sum, correct, labels = 0.0, 0, 0
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            batch = collate(examples[i : i + batch_size], tm.layout, pad_id)
+            s, c, n = label_scores(tm, batch)
+            loss_sum, correct, labels = loss_sum + float(s.item()), correct + c, labels + n
+    tm.model.train()
+    if labels == 0:
+        return Scores(None, None)
+    return Scores(loss_sum / labels, correct / labels)
+
+
+def train_step(tm: TrainModel, optimizer: torch.optim.Optimizer, batch_examples: list[EncodedExample],
+               pad_id: int) -> Scores:
+    batch = collate(batch_examples, tm.layout, pad_id)
+    loss_sum, correct, n_labels = label_scores(tm, batch)
+    if n_labels == 0:  # nothing to learn from this batch: no update at all
+        return Scores(None, None)
+    loss = loss_sum / n_labels
+    value = float(loss.item())
+    if not math.isfinite(value):
+        raise TrainingError(f"training diverged: the loss is {value}")
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(tm.params, GRAD_CLIP)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return Scores(value, correct / n_labels)
+
+
+def _check_resume(spec: TrainSpec, state: dict[str, Any], n_examples: int) -> None:
+    expected = {"method": spec.method, "seed": spec.seed, "batch_size": spec.batch_size, "n_examples": n_examples}
+    wrong = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
+    if wrong:
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs spec {b!r}" for k, (a, b) in wrong.items())
+        raise TrainingError(f"checkpoint {spec.resume_from} does not fit this spec ({detail})")
+
+
+def run_training(spec: TrainSpec, emit: Emit, *, should_pause: Callable[[], bool] | None = None) -> Path | None:
+    """Train per ``spec``, reporting through ``emit``; the final directory, or None when paused."""
+    torch.set_num_threads(spec.n_threads)
+    random.seed(spec.seed)
+    torch.manual_seed(spec.seed)
+
+    tokenizer = load_tokenizer(spec.base_model_path)
+    pad_id = pad_token_id(tokenizer)
+    train = encode_file(tokenizer, spec.train_file, spec.max_length, "train_file")
+    valid = encode_file(tokenizer, spec.valid_file, spec.max_length, "valid_file") if spec.valid_file else []
+    per_epoch = steps_per_epoch(len(train), spec.batch_size)
+    total = per_epoch * spec.n_epochs
+    tokens_per_epoch = sum(e.n_tokens for e in train)
+
+    run = RunState()
+    resume_dir = Path(spec.resume_from) if spec.resume_from else None
+    if resume_dir is not None:
+        state = ckpt.read_state(resume_dir)
+        _check_resume(spec, state, len(train))
+        run = RunState(int(state["step"]), int(state["trained_tokens"]), dict(state["metrics"]), int(state["step"]))
+
+    tm = build_model(spec, resume_dir)
+    optimizer = torch.optim.AdamW(tm.params, lr=spec.learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    if resume_dir is not None:
+        optimizer.load_state_dict(ckpt.load_optimizer_state(resume_dir))
+        for group in optimizer.param_groups:
+            group["lr"] = spec.learning_rate
+
+    def save_checkpoint() -> Path:
+        path = ckpt.checkpoint_dir(spec.checkpoints_dir, run.step)
+        state = {
+            "step": run.step,
+            "epoch": epoch_of(run.step, per_epoch),
+            "trained_tokens": run.trained_tokens,
+            "metrics": run.metrics,
+            "method": spec.method,
+            "seed": spec.seed,
+            "batch_size": spec.batch_size,
+            "n_examples": len(train),
+            "steps_per_epoch": per_epoch,
+            "total_steps": total,
+            "rng": {"scheme": RNG_SCHEME, "seed": spec.seed, "next_step": run.step + 1},
+        }
+        ckpt.save_checkpoint(path, tm.model, tokenizer, optimizer, state)
+        run.saved_step = run.step
+        return path
+
+    emit({
+        "event": "started",
+        "total_steps": total,
+        "steps_per_epoch": per_epoch,
+        "start_step": run.step,
+        "n_examples": len(train),
+        "tokens_per_epoch": tokens_per_epoch,
+    })
+    every_eval = eval_interval(spec, total)
+    orders: dict[int, list[list[int]]] = {}
+    while run.step < total:
+        step = run.step + 1
+        epoch0, index = divmod(step - 1, per_epoch)
+        if epoch0 not in orders:
+            orders = {epoch0: epoch_batches(epoch_order(spec.seed, epoch0, len(train)), spec.batch_size)}
+        chosen = [train[i] for i in orders[epoch0][index]]
+        torch.manual_seed(derive_seed(spec.seed, "step", step))
+        scores = train_step(tm, optimizer, chosen, pad_id)
+        run.step = step
+        run.trained_tokens += sum(e.n_tokens for e in chosen)
+
+        checkpoint_due = step % per_epoch == 0 or (
+            spec.checkpoint_every_steps > 0 and step % spec.checkpoint_every_steps == 0
+        )
+        eval_due = bool(valid) and (step % every_eval == 0 or step == total or checkpoint_due)
+        v = evaluate(tm, valid, spec.batch_size, pad_id) if eval_due else Scores(None, None)
+        run.metrics = metrics_record(step, scores.loss, scores.accuracy, v.loss, v.accuracy)
+        emit({
+            "event": "step",
+            "step": step,
+            "total_steps": total,
+            "epoch": epoch_of(step, per_epoch),
+            "train_loss": scores.loss,
+            "train_accuracy": scores.accuracy,
+            "valid_loss": v.loss,
+            "valid_accuracy": v.accuracy,
+            "trained_tokens": run.trained_tokens,
+        })
+        if checkpoint_due:
+            path = save_checkpoint()
+            emit({
+                "event": "checkpoint",
+                "step": step,
+                "epoch": epoch_of(step, per_epoch),
+                "path": str(path),
+                "trained_tokens": run.trained_tokens,
+                "metrics": run.metrics,
+            })
+        if spec.step_delay_seconds:
+            time.sleep(spec.step_delay_seconds)
+        if step < total and should_pause is not None and should_pause():
+            path = (
+                ckpt.checkpoint_dir(spec.checkpoints_dir, step) if run.saved_step == step else save_checkpoint()
+            )
+            emit({"event": "paused", "step": step, "path": str(path), "trained_tokens": run.trained_tokens})
+            return None
+
+    final = ckpt.save_final(spec.final_dir, tm.model, tokenizer)
+    emit({"event": "done", "step": run.step, "adapter_path": str(final), "trained_tokens": run.trained_tokens})
+    return final

@@ -1,0 +1,167 @@
+"""The model side of training: load base weights in fp32, attach LoRA, and score label positions only.
+
+The LM head runs only on the hidden states whose next token carries a label (gathered, then
+projected), which is exact and cheaper than full logits. In the "varlen" layout a batch is one
+packed row: every linear layer sees all tokens at once and attention runs per sequence from
+``cu_seq_lens_q`` through a function registered in transformers' ``AttentionInterface``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from afinar.datasets.encoding import IGNORE_INDEX
+from afinar.training.data import Batch, Layout
+from afinar.training.spec import TrainSpec
+
+VARLEN_ATTENTION = "afinar_varlen_sdpa"
+_registered = False
+
+
+def _varlen_sdpa(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Causal attention per packed sequence; query/key/value are [1, heads, tokens, head_dim]."""
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None:  # an unpacked call (e.g. generation): one sequence
+        bounds = [0, query.shape[2]]
+    else:
+        bounds = cu.tolist() if torch.is_tensor(cu) else list(cu)
+    outs = [
+        F.scaled_dot_product_attention(
+            query[:, :, s:e],
+            key[:, :, s:e],
+            value[:, :, s:e],
+            is_causal=True,
+            scale=scaling,
+            dropout_p=dropout if module.training else 0.0,
+            enable_gqa=query.shape[1] != key.shape[1],
+        )
+        for s, e in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _no_mask(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def register_varlen_attention() -> None:
+    global _registered
+    if _registered:
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    AttentionInterface.register(VARLEN_ATTENTION, _varlen_sdpa)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN_ATTENTION, _no_mask)
+    _registered = True
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def load_causal_lm(weights_dir: str | Path, layout: Layout) -> tuple[Any, Layout]:
+    """fp32 weights from safetensors; falls back to the padded layout if attention cannot be swapped."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": torch.float32, "use_safetensors": True}
+    if layout == "varlen":
+        register_varlen_attention()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(weights_dir), attn_implementation=VARLEN_ATTENTION, **kwargs
+            )
+            return model, "varlen"
+        except (ValueError, NotImplementedError):
+            pass
+    model = AutoModelForCausalLM.from_pretrained(str(weights_dir), attn_implementation="sdpa", **kwargs)
+    return model, "padded"
+
+
+def attach_lora(model: Any, spec: TrainSpec) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=list(spec.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(spec.seed)  # LoRA A init draws from the global generator
+    return get_peft_model(model, config)
+
+
+@dataclass
+class TrainModel:
+    """The trained module plus the two parts the label-only loss calls directly."""
+
+    model: Any  # PeftModel (lora) or PreTrainedModel (full)
+    backbone: torch.nn.Module
+    head: torch.nn.Module
+    softcap: float | None
+    layout: Layout
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+
+def build_model(spec: TrainSpec, resume_dir: Path | None) -> TrainModel:
+    from afinar.training.checkpoint import load_adapter_weights
+
+    weights = resume_dir if (resume_dir is not None and spec.method == "full") else spec.base_model_path
+    causal_lm, layout = load_causal_lm(weights, spec.batch_layout)
+    if spec.method == "lora":
+        model = attach_lora(causal_lm, spec)
+        if resume_dir is not None:
+            load_adapter_weights(model, resume_dir)
+        inner = model.get_base_model()
+    else:
+        model = inner = causal_lm
+        for p in model.parameters():
+            p.requires_grad_(True)
+    model.train()
+    softcap = getattr(inner.config, "final_logit_softcapping", None)
+    return TrainModel(model, inner.get_decoder(), inner.get_output_embeddings(), softcap, layout)
+
+
+def label_scores(tm: TrainModel, batch: Batch) -> tuple[torch.Tensor, int, int]:
+    """(sum of cross-entropy over label positions, correct argmax predictions, label positions)."""
+    hidden = tm.backbone(**batch.inputs, use_cache=False).last_hidden_state
+    targets = batch.targets.reshape(-1)
+    keep = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+    if keep.numel() == 0:
+        return hidden.sum() * 0.0, 0, 0
+    picked = hidden.reshape(-1, hidden.size(-1)).index_select(0, keep)
+    logits = tm.head(picked).float()
+    if tm.softcap:
+        logits = torch.tanh(logits / tm.softcap) * tm.softcap
+    gold = targets.index_select(0, keep)
+    loss_sum = F.cross_entropy(logits, gold, reduction="sum")
+    correct = int((logits.detach().argmax(dim=-1) == gold).sum().item())
+    return loss_sum, correct, int(keep.numel())

@@ -1,0 +1,86 @@
+"""The training child process: spawn ``python -m afinar.training``, read its JSON lines, signal it."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+_EOF = object()
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the worker dies, so no orphan keeps training."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class TrainingChild:
+    def __init__(self, spec_path: Path, log_path: Path) -> None:
+        self._log = log_path.open("ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "afinar.training", str(spec_path)],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self._lines: queue.Queue[Any] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.pause_sent = False
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            try:
+                self._lines.put(json.loads(raw))
+            except ValueError:
+                continue  # not protocol: ignore
+        self._lines.put(_EOF)
+
+    def next_event(self, timeout: float) -> dict[str, Any] | None:
+        """The next event, ``None`` on timeout; raises EOFError once the child closed stdout."""
+        try:
+            item = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _EOF:
+            raise EOFError
+        return item  # type: ignore[no-any-return]
+
+    def pause(self) -> None:
+        if not self.pause_sent and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            self.pause_sent = True
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self._log.close()
+        return code
+
+    def stderr_tail(self, path: Path, n: int = 800) -> str:
+        try:
+            return path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""

@@ -1,0 +1,54 @@
+"""The worker loop: claim a job, run it, repeat. Embedded in ``afinar serve`` or alone."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+from afinar.queue.leases import claim
+from afinar.worker.runner import JobRunner
+
+if TYPE_CHECKING:
+    from afinar.services.container import Container
+
+log = logging.getLogger("afinar.worker")
+
+
+class Worker:
+    def __init__(self, c: Container, name: str | None = None) -> None:
+        self.c = c
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when there was nothing to do."""
+        lease = claim(self.c.db, self.name, self.c.settings.lease_seconds)
+        if lease is None:
+            return False
+        log.info("worker %s claimed %s", self.name, lease.job_id)
+        JobRunner(self.c, lease).run()
+        return True
+
+    def run_forever(self) -> None:
+        while not self.stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("worker iteration failed")
+                busy = False
+            if not busy:
+                self.stop.wait(self.c.settings.poll_seconds)
+
+    def start(self) -> threading.Thread:
+        self._thread = threading.Thread(target=self.run_forever, name="afinar-worker", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self.stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

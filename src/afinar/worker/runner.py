@@ -1,0 +1,335 @@
+"""Run one claimed job to its next resting state: validate, train (or resume), publish.
+
+Every database write goes through ``fence``: a worker whose lease was taken away (the job was
+cancelled, or another worker recovered it) gets ``LeaseLost`` and stops the child instead of
+committing anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from afinar import ids
+from afinar.domain.jobs import JobStatus
+from afinar.errors import LeaseLost
+from afinar.queue.leases import Lease, fence, heartbeat, release
+from afinar.store import jobs as repo
+from afinar.store.tables import Checkpoint, FineTunedModel, Job
+from afinar.worker.child import TrainingChild
+from afinar.worker.results import results_csv
+from afinar.worker.validate import validate_job_files
+
+if TYPE_CHECKING:
+    from afinar.services.container import Container
+
+log = logging.getLogger("afinar.worker")
+
+
+def step_message(ev: dict[str, Any]) -> str:
+    msg = f"Step {ev['step']}/{ev['total_steps']}: training loss={ev['train_loss']:.4f}"
+    if ev.get("valid_loss") is not None:
+        msg += f", validation loss={ev['valid_loss']:.4f}"
+    return msg
+
+
+def step_metrics(ev: dict[str, Any]) -> dict[str, Any]:
+    data = {
+        "step": ev["step"],
+        "total_steps": ev["total_steps"],
+        "train_loss": ev.get("train_loss"),
+        "train_mean_token_accuracy": ev.get("train_accuracy"),
+    }
+    if ev.get("valid_loss") is not None:
+        data["valid_loss"] = ev["valid_loss"]
+        data["valid_mean_token_accuracy"] = ev.get("valid_accuracy")
+    return data
+
+
+class JobRunner:
+    def __init__(self, c: Container, lease: Lease) -> None:
+        self.c = c
+        self.lease = lease
+        self.settings = c.settings
+        self.job_dir = c.settings.jobs_dir / lease.job_id
+        self.lost = threading.Event()
+        self.child: TrainingChild | None = None
+        self._steps_per_epoch = 1
+        self._t_first: tuple[float, int] | None = None
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def write(self, fn: Any) -> Any:
+        """Run ``fn(session, job)`` in one fenced transaction."""
+        with self.c.db.session() as s:
+            job = fence(s, self.lease, self.settings.lease_seconds)
+            return fn(s, job)
+
+    def fail(self, error: dict[str, Any], *, event: str | None = None) -> None:
+        def _do(s: Any, job: Job) -> None:
+            job.status = JobStatus.FAILED
+            job.error = error
+            job.estimated_finish = None
+            job.finished_at = int(time.time())
+            repo.add_event(s, job, event or error["message"], level="error")
+            release(s, self.lease)
+
+        self.write(_do)
+        self.cleanup_scratch()
+
+    def cleanup_scratch(self) -> None:
+        for name in ("train.jsonl", "valid.jsonl"):
+            (self.job_dir / name).unlink(missing_ok=True)
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            job = self.write(lambda s, j: j)
+            if job.status == JobStatus.VALIDATING_FILES:
+                job = self.validate(job)
+                if job is None:
+                    return
+            if job.status == JobStatus.PAUSED:
+                self.write(lambda s, j: release(s, self.lease))
+                return
+            self.train(job)
+        except LeaseLost:
+            log.info("job %s: lease lost (cancelled or recovered elsewhere)", self.lease.job_id)
+            if self.child is not None:
+                self.child.kill()
+            self.cleanup_scratch()
+
+    def validate(self, job: Job) -> Job | None:
+        try:
+            result = validate_job_files(self.c, job)
+        except Exception as exc:  # an unreadable model or file is the job's failure, not the worker's
+            log.exception("validation of %s crashed", job.id)
+            self.fail({"code": "validation_error", "message": f"Validation failed: {exc}", "param": None})
+            return None
+        if result.error is not None:
+            self.fail(result.error)
+            return None
+
+        def _queued(s: Any, j: Job) -> Job:
+            j.resolved_hyperparameters = result.hyperparameters
+            if j.status == JobStatus.VALIDATING_FILES:
+                j.status = JobStatus.QUEUED
+            repo.add_event(s, j, "Files validated, moving job to queued state")
+            return j
+
+        return self.write(_queued)  # type: ignore[no-any-return]
+
+    def _spec(self, job: Job, resume_from: str | None) -> Path:
+        from afinar.training.spec import TrainSpec
+
+        entry = self.c.catalog.require(job.model)
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        train = self.job_dir / "train.jsonl"
+        shutil.copyfile(self.c.files.local_path(job.org_id, job.training_file), train)
+        valid = None
+        if job.validation_file:
+            valid = self.job_dir / "valid.jsonl"
+            shutil.copyfile(self.c.files.local_path(job.org_id, job.validation_file), valid)
+        hyper = job.resolved_hyperparameters or {}
+        spec = TrainSpec(
+            base_model_path=str(self.c.catalog.local_path(entry, self.settings.models_dir)),
+            train_file=str(train),
+            valid_file=str(valid) if valid else None,
+            output_dir=str(self.job_dir),
+            n_epochs=int(hyper["n_epochs"]),
+            batch_size=int(hyper["batch_size"]),
+            learning_rate_multiplier=float(hyper["learning_rate_multiplier"]),
+            seed=job.seed,
+            max_length=entry.context_length,
+            lora_target_modules=list(entry.lora_target_modules),
+            checkpoint_every_steps=self.settings.checkpoint_every_steps,
+            resume_from=resume_from,
+            threads=self.settings.train_threads,
+            step_delay_seconds=self.settings.train_step_delay_seconds,
+        )
+        path = self.job_dir / "spec.json"
+        path.write_text(spec.model_dump_json(indent=2))
+        return path
+
+    def train(self, job: Job) -> None:
+        resume_from = job.resume_checkpoint if job.resume_checkpoint and Path(job.resume_checkpoint).exists() else None
+
+        def _running(s: Any, j: Job) -> Job:
+            first = j.started_at is None
+            j.status = JobStatus.RUNNING
+            j.started_at = j.started_at or int(time.time())
+            if first:
+                repo.add_event(s, j, "Fine-tuning job started")
+            else:
+                step = int(Path(resume_from).name.removeprefix("step-")) if resume_from else 0
+                repo.drop_metrics_after(s, j.id, step)
+                repo.add_event(s, j, f"Fine-tuning job resumed from step {step}")
+            return j
+
+        job = self.write(_running)
+        spec_path = self._spec(job, resume_from)
+        self.child = TrainingChild(spec_path, self.job_dir / "child.log")
+        beat = threading.Thread(target=self._heartbeat, daemon=True)
+        beat.start()
+        try:
+            self._pump(self.child)
+        finally:
+            self.lost.set()
+            if self.child.proc.poll() is None:
+                self.child.kill()
+
+    def _heartbeat(self) -> None:
+        while not self.lost.wait(self.settings.heartbeat_seconds):
+            try:
+                status = heartbeat(self.c.db, self.lease, self.settings.lease_seconds)
+            except LeaseLost:
+                self.lost.set()
+                if self.child is not None:
+                    self.child.kill()
+                return
+            except Exception:  # a transient database error: try again next beat
+                log.exception("heartbeat failed")
+                continue
+            if status == JobStatus.PAUSED and self.child is not None:
+                self.child.pause()
+
+    def _pump(self, child: TrainingChild) -> None:
+        while True:
+            if self.lost.is_set() and child.proc.poll() is not None:
+                raise LeaseLost("lease lost while training")
+            try:
+                ev = child.next_event(timeout=0.5)
+            except EOFError:
+                break
+            if ev is None:
+                continue
+            kind = ev.get("event")
+            if kind == "started":
+                self._on_started(ev)
+            elif kind == "step":
+                self._on_step(ev)
+            elif kind == "checkpoint":
+                self._on_checkpoint(ev)
+            elif kind == "paused":
+                self._on_paused(ev)
+                return
+            elif kind == "done":
+                child.wait()
+                self._on_done(ev)
+                return
+            elif kind == "error":
+                self.fail({"code": "training_error", "message": f"Training failed: {ev.get('message')}",
+                           "param": None})
+                return
+        code = child.wait()
+        if self.lost.is_set():
+            raise LeaseLost("lease lost while training")
+        tail = child.stderr_tail(self.job_dir / "child.log")
+        self.fail({"code": "training_error", "message": f"The training process exited with status {code}.",
+                   "param": None}, event=f"The training process exited with status {code}: {tail[-300:]}")
+
+    def _on_started(self, ev: dict[str, Any]) -> None:
+        self._steps_per_epoch = max(1, int(ev["steps_per_epoch"]))
+        self._t_first = (time.monotonic(), int(ev["start_step"]))
+
+        def _do(s: Any, j: Job) -> None:
+            j.total_steps = int(ev["total_steps"])
+
+        self.write(_do)
+
+    def _on_step(self, ev: dict[str, Any]) -> None:
+        step, total = int(ev["step"]), int(ev["total_steps"])
+        eta = None
+        if self._t_first is not None and step > self._t_first[1]:
+            per_step = (time.monotonic() - self._t_first[0]) / (step - self._t_first[1])
+            eta = int(time.time() + per_step * (total - step))
+
+        def _do(s: Any, j: Job) -> None:
+            j.current_step = step
+            j.estimated_finish = eta
+            repo.add_event(s, j, step_message(ev), type_="metrics", data=step_metrics(ev))
+
+        self.write(_do)
+
+    def _on_checkpoint(self, ev: dict[str, Any]) -> None:
+        step = int(ev["step"])
+        epoch_end = step % self._steps_per_epoch == 0 or step == self._total()
+
+        def _do(s: Any, j: Job) -> None:
+            j.resume_checkpoint = ev["path"]
+            if not epoch_end:
+                return
+            name = ids.checkpoint_model_name(j.model_name, step)
+            if repo.checkpoint_by_name(s, j.org_id, name) is None:
+                s.add(
+                    Checkpoint(
+                        id=ids.checkpoint_id(),
+                        job_id=j.id,
+                        org_id=j.org_id,
+                        created_at=int(time.time()),
+                        step_number=step,
+                        epoch=int(ev.get("epoch", 0)),
+                        model_name=name,
+                        metrics=ev.get("metrics") or {"step": step},
+                        path=ev["path"],
+                    )
+                )
+            repo.add_event(s, j, f"Checkpoint created at step {step} with Snapshot ID: {name}")
+
+        self.write(_do)
+
+    def _total(self) -> int:
+        with self.c.db.session() as s:
+            job = repo.get_any(s, self.lease.job_id)
+            return int(job.total_steps or 0) if job else 0
+
+    def _on_paused(self, ev: dict[str, Any]) -> None:
+        def _do(s: Any, j: Job) -> None:
+            j.resume_checkpoint = ev["path"]
+            j.estimated_finish = None
+            repo.add_event(s, j, f"Checkpoint saved at step {ev['step']}; the job is paused")
+            release(s, self.lease)
+
+        self.write(_do)
+
+    def _on_done(self, ev: dict[str, Any]) -> None:
+        with self.c.db.session() as s:
+            job = fence(s, self.lease, self.settings.lease_seconds)
+            metrics = [e.data for e in repo.metrics_events(s, job.id) if e.data]
+        csv_bytes = results_csv(metrics, as_base64=self.settings.results_csv_base64)
+        results = self.c.files.store(job.org_id, "step_metrics.csv", "fine-tune-results", [csv_bytes])
+
+        def _do(s: Any, j: Job) -> None:
+            s.add(
+                FineTunedModel(
+                    id=j.model_name,
+                    org_id=j.org_id,
+                    job_id=j.id,
+                    base_model=j.model,
+                    owned_by=j.org_id,
+                    created_at=int(time.time()),
+                    adapter_path=str(ev["adapter_path"]),
+                )
+            )
+            j.status = JobStatus.SUCCEEDED
+            j.fine_tuned_model = j.model_name
+            j.trained_tokens = int(ev["trained_tokens"])
+            j.result_files = [results.id]
+            j.finished_at = int(time.time())
+            j.estimated_finish = None
+            j.current_step = int(ev["step"])
+            repo.add_event(s, j, f"New fine-tuned model created: {j.model_name}")
+            repo.add_event(s, j, "The job has successfully completed")
+            release(s, self.lease)
+
+        try:
+            self.write(_do)
+        except BaseException:
+            self.c.files.delete(job.org_id, results.id)
+            raise
+        self.cleanup_scratch()

@@ -1,0 +1,66 @@
+"""The ``validating_files`` phase: check the files with the base model's tokenizer, resolve hyperparameters."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from afinar.datasets import hyperparameters as hp
+from afinar.datasets.validation import validate_file
+from afinar.datasets.validation import job_failure as report_failure
+
+if TYPE_CHECKING:
+    from afinar.services.container import Container
+    from afinar.store.tables import Job
+
+
+@dataclass(frozen=True)
+class Validated:
+    hyperparameters: dict[str, Any] | None
+    error: dict[str, Any] | None
+    billable_tokens_per_epoch: int = 0
+
+
+def load_tokenizer(base_path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(base_path))
+
+
+def validate_job_files(c: Container, job: Job) -> Validated:
+    entry = c.catalog.require(job.model)
+    tokenizer = load_tokenizer(c.catalog.local_path(entry, c.settings.models_dir))
+    method = job.method.get("type", "supervised")
+    n_train = 0
+    billable = 0
+    for param, fid in (("training_file", job.training_file), ("validation_file", job.validation_file)):
+        if fid is None:
+            continue
+        try:
+            path = c.files.local_path(job.org_id, fid)
+        except Exception:
+            return Validated(None, {"code": "invalid_file", "message": f"File {fid} no longer exists.", "param": param})
+        report = validate_file(path, method=method, tokenizer=tokenizer, context_length=entry.context_length)
+        failure = report_failure(report, param=param, file_id=fid)
+        if failure is not None:
+            code, message = failure
+            return Validated(None, {"code": code, "message": message, "param": param})
+        if param == "training_file":
+            n_train = report.n_examples
+            billable = int(report.billable_tokens_per_epoch or 0)
+    resolved = hp.resolve(n_train, job.requested_hyperparameters, method)
+    return Validated(
+        {
+            "n_epochs": resolved.n_epochs,
+            "batch_size": resolved.batch_size,
+            "learning_rate_multiplier": resolved.learning_rate_multiplier,
+        },
+        None,
+        billable,
+    )
+
+
+def now() -> int:
+    return int(time.time())
