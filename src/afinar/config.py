@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     default_org_name: str = "default"
     # Extra catalogue file (TOML) that adds or overrides base models.
     catalog_file: Path | None = None
+    # Where converted base models live (default: <data_dir>/models); several data dirs may share one.
+    models_path: Path | None = None
+    # Convert the bundled base model in the background at start, so the first job does not wait.
+    warm_models: bool = True
 
     # Worker
     embedded_worker: bool = True
@@ -55,7 +59,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.models_path or self.data_dir / "models"
 
     @property
     def jobs_dir(self) -> Path:

@@ -23,7 +23,9 @@ QA = [
 
 
 def chat(question: str, answer: str, **extra: Any) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer, **extra}]}
+    return {
+        "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer, **extra}]
+    }
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -42,12 +42,19 @@ def test_events_and_token_counts(make_spec: SpecFactory, valid_file: Path) -> No
     for c in ckpts:
         assert Path(c["path"]) == Path(spec.output_dir) / "checkpoints" / f"step-{c['step']}"
         assert set(c["metrics"]) == {
-            "step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy"
+            "step",
+            "train_loss",
+            "train_mean_token_accuracy",
+            "valid_loss",
+            "valid_mean_token_accuracy",
         }
         assert c["metrics"]["valid_loss"] is not None
     done = rec.events[-1]
     assert done == {
-        "event": "done", "step": 9, "adapter_path": str(final), "trained_tokens": started["tokens_per_epoch"] * 3
+        "event": "done",
+        "step": 9,
+        "adapter_path": str(final),
+        "trained_tokens": started["tokens_per_epoch"] * 3,
     }
     assert final == Path(spec.output_dir) / "final"
     json.dumps(rec.events, allow_nan=False)  # strict JSON throughout

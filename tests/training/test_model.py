@@ -67,7 +67,9 @@ def test_weight_zero_messages_carry_no_loss(make_spec: SpecFactory, tmp_path: Pa
         ]
     }
     weighted = encode_chat(tok, convo, 256)
-    both = encode_chat(tok, {"messages": [{k: v for k, v in m.items() if k != "weight"} for m in convo["messages"]]}, 256)
+    both = encode_chat(
+        tok, {"messages": [{k: v for k, v in m.items() if k != "weight"} for m in convo["messages"]]}, 256
+    )
     assert weighted.input_ids == both.input_ids
     assert 0 < weighted.n_trained < both.n_trained
     tm = build_model(spec, None)

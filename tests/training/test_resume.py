@@ -14,12 +14,16 @@ from tests.training.conftest import Recorder, SpecFactory
 
 
 def _weights(final: Path) -> dict[str, torch.Tensor]:
-    name = "adapter_model.safetensors" if (final / "adapter_model.safetensors").exists() else "model.safetensors"
+    name = (
+        "adapter_model.safetensors" if (final / "adapter_model.safetensors").exists() else "model.safetensors"
+    )
     return load_file(str(final / name))
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])
-def test_resume_equals_uninterrupted_run(make_spec: SpecFactory, valid_file: Path, tmp_path: Path, method: str) -> None:
+def test_resume_equals_uninterrupted_run(
+    make_spec: SpecFactory, valid_file: Path, tmp_path: Path, method: str
+) -> None:
     common = {"method": method, "n_epochs": 3, "lora_dropout": 0.1, "valid_file": str(valid_file)}
     whole = Recorder()
     final_whole = run_training(make_spec(output_dir=str(tmp_path / "whole"), **common), whole)
@@ -32,7 +36,10 @@ def test_resume_equals_uninterrupted_run(make_spec: SpecFactory, valid_file: Pat
     assert paused["event"] == "paused" and paused["step"] == 4  # mid-epoch 2
     state = json.loads((Path(paused["path"]) / "state.json").read_text())
     assert state["step"] == 4 and state["epoch"] == 2 and state["trained_tokens"] == paused["trained_tokens"]
-    assert set(torch.load(Path(paused["path"]) / "optimizer.pt", weights_only=True)) == {"state", "param_groups"}
+    assert set(torch.load(Path(paused["path"]) / "optimizer.pt", weights_only=True)) == {
+        "state",
+        "param_groups",
+    }
 
     second = Recorder()
     final_split = run_training(spec.model_copy(update={"resume_from": paused["path"]}), second)
@@ -54,7 +61,9 @@ def test_resume_rejects_a_checkpoint_of_another_run(make_spec: SpecFactory, tmp_
     run_training(spec, rec)
     ckpt_path = rec.of("checkpoint")[-1]["path"]
     with pytest.raises(TrainingError, match="seed"):
-        run_training(make_spec(output_dir=str(tmp_path / "other"), seed=99, resume_from=ckpt_path), Recorder())
+        run_training(
+            make_spec(output_dir=str(tmp_path / "other"), seed=99, resume_from=ckpt_path), Recorder()
+        )
 
 
 def test_resume_at_the_last_step_only_writes_final(make_spec: SpecFactory, tmp_path: Path) -> None:
@@ -62,7 +71,9 @@ def test_resume_at_the_last_step_only_writes_final(make_spec: SpecFactory, tmp_p
     run_training(make_spec(n_epochs=1), rec)
     last = rec.of("checkpoint")[-1]
     again = Recorder()
-    final = run_training(make_spec(output_dir=str(tmp_path / "again"), n_epochs=1, resume_from=last["path"]), again)
+    final = run_training(
+        make_spec(output_dir=str(tmp_path / "again"), n_epochs=1, resume_from=last["path"]), again
+    )
     assert [e["event"] for e in again.events] == ["started", "done"]
     assert again.events[-1]["trained_tokens"] == last["trained_tokens"]
     assert final is not None and (final / "adapter_model.safetensors").is_file()

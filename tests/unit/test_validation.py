@@ -37,7 +37,9 @@ def chat(user: str = "Which wheels for street?", answer: str = "Hard 99A wheels.
 
 def pref(i: int = 0, *, suffix: str = "_output") -> dict:
     return {
-        "input": {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"q{i}"}]},
+        "input": {
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"q{i}"}]
+        },
         f"preferred{suffix}": [{"role": "assistant", "content": f"good answer {i}"}],
         f"non_preferred{suffix}": [{"role": "assistant", "content": f"bad answer {i}"}],
     }
@@ -83,7 +85,7 @@ def test_clean_chat_file(tmp_path: Path) -> None:
 
 
 def test_blank_lines_are_skipped_and_examples_are_line_numbers(tmp_path: Path) -> None:
-    report = run(tmp_path, [chat(), "", "   ", chat(user="x"), "{bad"] + good(10))
+    report = run(tmp_path, [chat(), "", "   ", chat(user="x"), "{bad", *good(10)])
     assert report.n_examples == 13
     assert only(report)[:3] == (5, None, "invalid_json")
 
@@ -126,7 +128,7 @@ def test_tool_calls_with_null_content_and_tool_results_are_valid(tmp_path: Path)
 
 
 def test_invalid_json(tmp_path: Path) -> None:
-    example, index, code, message = only(run(tmp_path, [chat(), chat("b"), '{"messages": ['] ))
+    example, index, code, message = only(run(tmp_path, [chat(), chat("b"), '{"messages": [']))
     assert (example, index, code) == (3, None, "invalid_json")
     assert message.startswith("Example 3 cannot be parsed. Error: line contains invalid json:")
 
@@ -138,11 +140,16 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
     assert "Example 2 cannot be parsed" in message and "0xe9" in message
 
 
-@pytest.mark.parametrize(("line", "kind"), [("[1, 2]", "an array"), ('"text"', "a string"), ("42", "a number")])
+@pytest.mark.parametrize(
+    ("line", "kind"), [("[1, 2]", "an array"), ('"text"', "a string"), ("42", "a number")]
+)
 def test_line_that_is_not_an_object(tmp_path: Path, line: str, kind: str) -> None:
     assert only(run(tmp_path, [chat(), line])) == (
-        2, None, "not_an_object", f"Example 2 must be a JSON object, not {kind}."
-    )  # fmt: skip
+        2,
+        None,
+        "not_an_object",
+        f"Example 2 must be a JSON object, not {kind}.",
+    )
 
 
 def test_missing_and_empty_messages(tmp_path: Path) -> None:
@@ -163,11 +170,13 @@ def test_unknown_role_and_missing_role(tmp_path: Path) -> None:
     got = [(p.example, p.message_index, p.code) for p in report.errors]
     assert got == [(1, 1, "missing_role"), (1, 2, "unrecognized_role")]
     assert report.errors[0].message == "Example 1, message 1: 'role' is missing."
-    assert report.errors[1].message.startswith('Example 1, message 2: unrecognized role "human"; expected one of')
+    assert report.errors[1].message.startswith(
+        'Example 1, message 2: unrecognized role "human"; expected one of'
+    )
 
 
 def test_weight_on_the_example_is_an_extra_key_with_the_contract_message(tmp_path: Path) -> None:
-    report = run(tmp_path, [chat(weight=1)] + good(10))
+    report = run(tmp_path, [chat(weight=1), *good(10)])
     assert only(report) == (1, None, "extra_key", 'Example 1 contains an extra "weight".')
     assert job_failure(report) == (
         "invalid_file_format",
@@ -208,9 +217,11 @@ def test_non_text_content_parts_are_refused(tmp_path: Path, part: str) -> None:
     bad = chat()
     bad["messages"][1]["content"] = [{"type": "text", "text": "look"}, {"type": part, part: {}}]
     assert only(run(tmp_path, [chat(), bad])) == (
-        2, 2, "unsupported_content_part",
+        2,
+        2,
+        "unsupported_content_part",
         f"Example 2, message 2: content part type '{part}' is not supported; Afinar fine-tunes on text only.",
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("content", [42, [], [{"type": "text"}], ["plain"]])
@@ -224,8 +235,11 @@ def test_no_assistant_message(tmp_path: Path) -> None:
     bad = chat()
     bad["messages"].pop()
     assert only(run(tmp_path, [chat(), chat("x"), bad])) == (
-        3, None, "missing_assistant_message", "Example 3 has no assistant message."
-    )  # fmt: skip
+        3,
+        None,
+        "missing_assistant_message",
+        "Example 3 has no assistant message.",
+    )
 
 
 @pytest.mark.parametrize("weight", [2, 0.5, -1, True, "1", None])
@@ -241,8 +255,11 @@ def test_tool_message_without_tool_call_id(tmp_path: Path) -> None:
     bad = chat()
     bad["messages"].insert(2, {"role": "tool", "content": "42"})
     assert only(run(tmp_path, [bad])) == (
-        1, 3, "missing_tool_call_id", "Example 1, message 3: a tool message needs a 'tool_call_id'."
-    )  # fmt: skip
+        1,
+        3,
+        "missing_tool_call_id",
+        "Example 1, message 3: a tool message needs a 'tool_call_id'.",
+    )
 
 
 def test_function_message_without_name(tmp_path: Path) -> None:
@@ -263,9 +280,11 @@ def _with_call(arguments: Any) -> dict:
 
 def test_tool_call_arguments_must_be_a_json_string(tmp_path: Path) -> None:
     assert only(run(tmp_path, [_with_call({"a": 1})])) == (
-        1, 3, "invalid_tool_arguments",
+        1,
+        3,
+        "invalid_tool_arguments",
         "Example 1, message 3: tool call 1: function.arguments must be a JSON string.",
-    )  # fmt: skip
+    )
 
 
 def test_tool_call_arguments_must_parse(tmp_path: Path) -> None:
@@ -276,13 +295,21 @@ def test_tool_call_arguments_must_parse(tmp_path: Path) -> None:
 
 def test_legacy_function_call_arguments_are_checked_too(tmp_path: Path) -> None:
     bad = chat()
-    bad["messages"][2] = {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": 3}}
+    bad["messages"][2] = {
+        "role": "assistant",
+        "content": None,
+        "function_call": {"name": "f", "arguments": 3},
+    }
     assert only(run(tmp_path, [bad]))[1:3] == (3, "invalid_tool_arguments")
 
 
 def test_malformed_tool_definitions(tmp_path: Path) -> None:
     report = run(tmp_path, [chat(tools="nope"), chat(parallel_tool_calls="yes"), chat(functions=[])])
-    assert [(p.example, p.code) for p in report.errors] == [(1, "invalid_tools"), (2, "invalid_tools"), (3, "invalid_tools")]
+    assert [(p.example, p.code) for p in report.errors] == [
+        (1, "invalid_tools"),
+        (2, "invalid_tools"),
+        (3, "invalid_tools"),
+    ]
 
 
 def test_reserved_special_tokens_in_content(tmp_path: Path, tokenizer: Any) -> None:
@@ -303,15 +330,17 @@ def test_a_template_that_cannot_render_is_an_error_not_a_crash(tmp_path: Path) -
     class Broken:
         chat_template = None
         eos_token = "</s>"
-        all_special_tokens: list[str] = []
+        all_special_tokens = ()
 
         def apply_chat_template(self, *args: Any, **kwargs: Any) -> str:
             raise ValueError("roles must alternate")
 
     assert only(run(tmp_path, [chat()], tokenizer=Broken())) == (
-        1, None, "render_error",
+        1,
+        None,
+        "render_error",
         "Example 1 cannot be rendered with the base model's chat template: roles must alternate.",
-    )  # fmt: skip
+    )
 
 
 def test_several_problems_in_one_file_all_reported_in_order(tmp_path: Path) -> None:
@@ -350,8 +379,10 @@ def test_warnings_missing_system_missing_user_duplicates(tmp_path: Path) -> None
         (4, "duplicate_example", "Example 4 is a duplicate of example 1."),
     ]
     assert report.warning_counts == {
-        "missing_system_message": 1, "missing_user_message": 1, "duplicate_example": 1
-    }  # fmt: skip
+        "missing_system_message": 1,
+        "missing_user_message": 1,
+        "duplicate_example": 1,
+    }
 
 
 def test_all_assistant_messages_weighted_zero_warns(tmp_path: Path) -> None:
@@ -361,7 +392,9 @@ def test_all_assistant_messages_weighted_zero_warns(tmp_path: Path) -> None:
     assert report.ok and [p.code for p in report.warnings] == ["no_trained_messages"]
 
 
-def test_examples_longer_than_the_context_are_truncated_with_a_warning(tmp_path: Path, tokenizer: Any) -> None:
+def test_examples_longer_than_the_context_are_truncated_with_a_warning(
+    tmp_path: Path, tokenizer: Any
+) -> None:
     long_answer = "Hard wheels around 99A are best for street. " * 20
     lines = [chat(), chat(answer=long_answer)]
     full = encode_chat(tokenizer, chat(answer=long_answer), 10**9).n_tokens
@@ -432,7 +465,9 @@ def test_preference_tokens_count_input_plus_preferred_and_train_only_preferred(
         {"role": "user", "content": "again"},
     ]
     report = run(tmp_path, [line], method="dpo", tokenizer=tokenizer)
-    full = encode_chat(tokenizer, {"messages": [*line["input"]["messages"], line["preferred_output"][0]]}, 10**9)
+    full = encode_chat(
+        tokenizer, {"messages": [*line["input"]["messages"], line["preferred_output"][0]]}, 10**9
+    )
     answer_only = encode_chat(
         tokenizer, {"messages": [{"role": "user", "content": "x"}, line["preferred_output"][0]]}, 10**9
     )
@@ -452,19 +487,29 @@ def test_preference_structural_errors(tmp_path: Path) -> None:
     image = pref(5)
     image["input"]["messages"][1]["content"] = [{"type": "image_url", "image_url": {"url": "u"}}]
     extra = pref(6)
-    extra["input"]["functions"] = []
+    extra["input"]["seed"] = 1
     report = run(tmp_path, [pref(0), two, user_out, no_input, both, image, extra], method="dpo")
     got = [(p.example, p.message_index, p.code, p.message) for p in report.errors]
+    one = "must hold exactly one assistant message."
+    image_text = "content part type 'image_url' is not supported; Afinar fine-tunes on text only."
     assert got == [
-        (2, None, "invalid_preference_output", "Example 2: 'preferred_output' must hold exactly one assistant message."),
-        (3, None, "invalid_preference_output",
-         "Example 3, non_preferred_output: the message must have role 'assistant', not 'user'."),
+        (2, None, "invalid_preference_output", f"Example 2: 'preferred_output' {one}"),
+        (
+            3,
+            None,
+            "invalid_preference_output",
+            "Example 3, non_preferred_output: the message must have role 'assistant', not 'user'.",
+        ),
         (4, None, "missing_key", "Example 4 is missing key 'input'."),
-        (5, None, "invalid_preference_output", "Example 5: give 'preferred_output' or 'preferred_completion', not both."),
-        (6, 2, "unsupported_content_part",
-         "Example 6, message 2: content part type 'image_url' is not supported; Afinar fine-tunes on text only."),
-        (7, None, "extra_key", 'Example 7, input contains an extra "functions".'),
-    ]  # fmt: skip
+        (
+            5,
+            None,
+            "invalid_preference_output",
+            "Example 5: give 'preferred_output' or 'preferred_completion', not both.",
+        ),
+        (6, 2, "unsupported_content_part", f"Example 6, message 2: {image_text}"),
+        (7, None, "extra_key", 'Example 7, input contains an extra "seed".'),
+    ]
 
 
 def test_chat_file_under_dpo_fails_with_the_contract_mismatch_message(tmp_path: Path) -> None:
@@ -501,7 +546,9 @@ def test_prompt_completion_file_is_an_unexpected_format(tmp_path: Path) -> None:
     assert report.format == "unknown"
     code, message = job_failure(report) or ("", "")
     assert code == "invalid_training_file"
-    assert message.startswith("The job failed due to an invalid training file. Unexpected file format, expected")
+    assert message.startswith(
+        "The job failed due to an invalid training file. Unexpected file format, expected"
+    )
 
 
 # ---------------------------------------------------------------- job_failure
@@ -545,7 +592,9 @@ def test_structural_error_message_summarises_the_other_problems(tmp_path: Path) 
     )
     code, message = job_failure(report, param="validation_file") or ("", "")
     assert code == "invalid_validation_file"
-    assert message.startswith("The job failed due to an invalid validation file. Invalid file format. Example 2")
+    assert message.startswith(
+        "The job failed due to an invalid validation file. Invalid file format. Example 2"
+    )
 
 
 def test_summary_marks_problems_beyond_the_cap(tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ def serve(
         console.print(f"[bold green]Created organisation '{settings.default_org_name}'.[/] Its API key "
                       f"(shown once, keep it):\n  [bold]{generated}[/]")
     console.print(f"Afinar on http://{host}:{port}/v1  (data in {settings.data_dir.resolve()})")
-    threading.Thread(target=_warm_default_model, args=(c,), daemon=True).start()
+    if settings.warm_models:
+        threading.Thread(target=_warm_default_model, args=(c,), daemon=True).start()
     w = Worker(c) if worker and settings.embedded_worker else None
     if w:
         w.start()

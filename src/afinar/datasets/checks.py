@@ -90,7 +90,10 @@ def _content_texts(content: Any, where: str, index: int | None, sink: _Sink) -> 
     ok = True
     for part in content:
         ptype = part.get("type") if isinstance(part, dict) else None
-        if ptype in UNSUPPORTED_PARTS:
+        if not isinstance(ptype, str):
+            sink.add("invalid_content", f"{where}: a content part must be an object with a 'type'.", index)
+            ok = False
+        elif ptype in UNSUPPORTED_PARTS:
             sink.add(
                 "unsupported_content_part",
                 f"{where}: content part type '{ptype}' is not supported; Afinar fine-tunes on text only.",
@@ -100,8 +103,7 @@ def _content_texts(content: Any, where: str, index: int | None, sink: _Sink) -> 
         elif ptype in ("text", "refusal") and isinstance(part.get(ptype), str):
             texts.append(part[ptype])
         else:
-            shown = ptype if isinstance(ptype, str) else _kind(part)
-            sink.add("invalid_content", f"{where}: content part '{shown}' is not a text part.", index)
+            sink.add("invalid_content", f"{where}: content part '{ptype}' is not a text part.", index)
             ok = False
     return texts if ok else None
 
@@ -198,11 +200,16 @@ def check_message(
     return role if len(sink.problems) == before else None
 
 
+def _tool_spec(tool: dict[str, Any]) -> dict[str, Any]:
+    spec = tool.get("function", tool)
+    return spec if isinstance(spec, dict) else {}
+
+
 def _check_tools(obj: dict[str, Any], where: str, sink: _Sink) -> None:
     tools = obj.get("tools")
     if tools is not None and not (
         isinstance(tools, list)
-        and all(isinstance(t, dict) and isinstance((t.get("function") or t).get("name"), str) for t in tools)
+        and all(isinstance(t, dict) and isinstance(_tool_spec(t).get("name"), str) for t in tools)
     ):
         sink.add("invalid_tools", f"{where}: 'tools' must be a list of function tool definitions.")
     functions = obj.get("functions")

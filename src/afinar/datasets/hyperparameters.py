@@ -121,14 +121,17 @@ def default_prefix(method: str) -> str:
 
 
 def check_ranges(
-    requested: dict[str, Any] | None, param_prefix: str, *, method: str = "supervised"
+    requested: dict[str, Any] | None, param_prefix: str, *, method: str | None = None
 ) -> dict[str, Any]:
     """Check the requested values; return them normalised (ints as int, "auto" for null/absent).
 
     Raises ``InvalidRequest`` with ``param`` = ``f"{param_prefix}.{field}"``, e.g.
     ``hyperparameters.n_epochs`` (deprecated top-level form) or
     ``method.supervised.hyperparameters.n_epochs``. Unknown fields (``beta`` outside DPO) are refused.
+    ``method`` defaults to the one named by the prefix (``method.dpo.…`` → dpo), else supervised.
     """
+    if method is None:
+        method = "dpo" if param_prefix.startswith("method.dpo.") else "supervised"
     if method not in ALLOWED:
         raise ValueError(f"unknown method {method!r}")
     if requested is None:

@@ -48,9 +48,9 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     target = Path(target)
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
-    for stale in parent.glob(f".{target.name}.tmp-*"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
     tmp = parent / f".{target.name}.tmp-{os.getpid()}"
+    for stale in [*parent.glob(".*.tmp-*"), *parent.glob(".*.old-*")]:  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp
@@ -78,7 +78,9 @@ def save_checkpoint(
     with atomic_dir(directory) as tmp:
         save_weights(model, tokenizer, tmp)
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-        (tmp / STATE_FILE).write_text(json.dumps({"format": STATE_FORMAT, **state}, indent=2), encoding="utf-8")
+        (tmp / STATE_FILE).write_text(
+            json.dumps({"format": STATE_FORMAT, **state}, indent=2), encoding="utf-8"
+        )
     return directory
 
 
@@ -99,7 +101,9 @@ def read_state(directory: str | Path) -> dict[str, Any]:
 
 
 def load_optimizer_state(directory: str | Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = torch.load(Path(directory) / OPTIMIZER_FILE, weights_only=True, map_location="cpu")
+    loaded: dict[str, Any] = torch.load(
+        Path(directory) / OPTIMIZER_FILE, weights_only=True, map_location="cpu"
+    )
     return loaded
 
 
@@ -109,7 +113,7 @@ def load_adapter_weights(model: Any, directory: str | Path) -> None:
     from safetensors.torch import load_file
 
     weights = load_file(str(Path(directory) / ADAPTER_WEIGHTS), device="cpu")
-    result = set_peft_model_state_dict(model, weights)
+    result: Any = set_peft_model_state_dict(model, weights)
     missing = [k for k in result.missing_keys if "lora_" in k]
     if missing or result.unexpected_keys:
         raise ValueError(

@@ -30,19 +30,20 @@ def derive_seed(seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
-def read_jsonl(path: str | Path, name: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def read_jsonl(path: str | Path, name: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line."""
+    rows: list[tuple[int, dict[str, Any]]] = []
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise DataError(f"{name} line {number}: invalid JSON ({exc.msg})") from exc
             if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
                 raise DataError(f"{name} line {number}: expected an object with a 'messages' list")
-            rows.append(row)
+            rows.append((number, row))
     if not rows:
         raise DataError(f"{name}: no examples")
     return rows
@@ -50,11 +51,11 @@ def read_jsonl(path: str | Path, name: str) -> list[dict[str, Any]]:
 
 def encode_file(tokenizer: Any, path: str | Path, max_length: int, name: str) -> list[EncodedExample]:
     examples: list[EncodedExample] = []
-    for number, row in enumerate(read_jsonl(path, name), start=1):
+    for number, row in read_jsonl(path, name):
         try:
             examples.append(encode_chat(tokenizer, row, max_length))
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{name} example {number}: cannot be encoded ({exc})") from exc
+            raise DataError(f"{name} line {number}: cannot be encoded ({exc})") from exc
     return examples
 
 
@@ -119,5 +120,8 @@ def collate(examples: list[EncodedExample], layout: Layout, pad_id: int) -> Batc
         mask[row, : e.n_tokens] = 1
         targets[row, : e.n_tokens] = torch.tensor(ts, dtype=torch.long)
     return Batch(
-        inputs={"input_ids": ids, "attention_mask": mask}, targets=targets, n_tokens=n_tokens, n_labels=n_labels
+        inputs={"input_ids": ids, "attention_mask": mask},
+        targets=targets,
+        n_tokens=n_tokens,
+        n_labels=n_labels,
     )

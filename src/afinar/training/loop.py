@@ -34,7 +34,10 @@ from afinar.training.spec import TrainSpec
 
 GRAD_CLIP = 1.0
 AUTO_EVALUATIONS = 10
-RNG_SCHEME = "torch seed per step = derive_seed(seed, 'step', step); order of epoch e = derive_seed(seed, 'shuffle', e)"
+RNG_SCHEME = (
+    "torch seed before step s = derive_seed(seed, 'step', s); "
+    "order of epoch e = derive_seed(seed, 'shuffle', e)"
+)
 
 
 class TrainingError(RuntimeError):
@@ -79,8 +82,9 @@ def evaluate(tm: TrainModel, examples: list[EncodedExample], batch_size: int, pa
     return Scores(loss_sum / labels, correct / labels)
 
 
-def train_step(tm: TrainModel, optimizer: torch.optim.Optimizer, batch_examples: list[EncodedExample],
-               pad_id: int) -> Scores:
+def train_step(
+    tm: TrainModel, optimizer: torch.optim.Optimizer, batch_examples: list[EncodedExample], pad_id: int
+) -> Scores:
     batch = collate(batch_examples, tm.layout, pad_id)
     loss_sum, correct, n_labels = label_scores(tm, batch)
     if n_labels == 0:  # nothing to learn from this batch: no update at all
@@ -97,14 +101,21 @@ def train_step(tm: TrainModel, optimizer: torch.optim.Optimizer, batch_examples:
 
 
 def _check_resume(spec: TrainSpec, state: dict[str, Any], n_examples: int) -> None:
-    expected = {"method": spec.method, "seed": spec.seed, "batch_size": spec.batch_size, "n_examples": n_examples}
+    expected = {
+        "method": spec.method,
+        "seed": spec.seed,
+        "batch_size": spec.batch_size,
+        "n_examples": n_examples,
+    }
     wrong = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
     if wrong:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs spec {b!r}" for k, (a, b) in wrong.items())
         raise TrainingError(f"checkpoint {spec.resume_from} does not fit this spec ({detail})")
 
 
-def run_training(spec: TrainSpec, emit: Emit, *, should_pause: Callable[[], bool] | None = None) -> Path | None:
+def run_training(
+    spec: TrainSpec, emit: Emit, *, should_pause: Callable[[], bool] | None = None
+) -> Path | None:
     """Train per ``spec``, reporting through ``emit``; the final directory, or None when paused."""
     torch.set_num_threads(spec.n_threads)
     random.seed(spec.seed)
@@ -123,10 +134,14 @@ def run_training(spec: TrainSpec, emit: Emit, *, should_pause: Callable[[], bool
     if resume_dir is not None:
         state = ckpt.read_state(resume_dir)
         _check_resume(spec, state, len(train))
-        run = RunState(int(state["step"]), int(state["trained_tokens"]), dict(state["metrics"]), int(state["step"]))
+        run = RunState(
+            int(state["step"]), int(state["trained_tokens"]), dict(state["metrics"]), int(state["step"])
+        )
 
     tm = build_model(spec, resume_dir)
-    optimizer = torch.optim.AdamW(tm.params, lr=spec.learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(
+        tm.params, lr=spec.learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
+    )
     if resume_dir is not None:
         optimizer.load_state_dict(ckpt.load_optimizer_state(resume_dir))
         for group in optimizer.param_groups:
@@ -151,14 +166,16 @@ def run_training(spec: TrainSpec, emit: Emit, *, should_pause: Callable[[], bool
         run.saved_step = run.step
         return path
 
-    emit({
-        "event": "started",
-        "total_steps": total,
-        "steps_per_epoch": per_epoch,
-        "start_step": run.step,
-        "n_examples": len(train),
-        "tokens_per_epoch": tokens_per_epoch,
-    })
+    emit(
+        {
+            "event": "started",
+            "total_steps": total,
+            "steps_per_epoch": per_epoch,
+            "start_step": run.step,
+            "n_examples": len(train),
+            "tokens_per_epoch": tokens_per_epoch,
+        }
+    )
     every_eval = eval_interval(spec, total)
     orders: dict[int, list[list[int]]] = {}
     while run.step < total:
@@ -178,36 +195,44 @@ def run_training(spec: TrainSpec, emit: Emit, *, should_pause: Callable[[], bool
         eval_due = bool(valid) and (step % every_eval == 0 or step == total or checkpoint_due)
         v = evaluate(tm, valid, spec.batch_size, pad_id) if eval_due else Scores(None, None)
         run.metrics = metrics_record(step, scores.loss, scores.accuracy, v.loss, v.accuracy)
-        emit({
-            "event": "step",
-            "step": step,
-            "total_steps": total,
-            "epoch": epoch_of(step, per_epoch),
-            "train_loss": scores.loss,
-            "train_accuracy": scores.accuracy,
-            "valid_loss": v.loss,
-            "valid_accuracy": v.accuracy,
-            "trained_tokens": run.trained_tokens,
-        })
+        emit(
+            {
+                "event": "step",
+                "step": step,
+                "total_steps": total,
+                "epoch": epoch_of(step, per_epoch),
+                "train_loss": scores.loss,
+                "train_accuracy": scores.accuracy,
+                "valid_loss": v.loss,
+                "valid_accuracy": v.accuracy,
+                "trained_tokens": run.trained_tokens,
+            }
+        )
         if checkpoint_due:
             path = save_checkpoint()
-            emit({
-                "event": "checkpoint",
-                "step": step,
-                "epoch": epoch_of(step, per_epoch),
-                "path": str(path),
-                "trained_tokens": run.trained_tokens,
-                "metrics": run.metrics,
-            })
+            emit(
+                {
+                    "event": "checkpoint",
+                    "step": step,
+                    "epoch": epoch_of(step, per_epoch),
+                    "path": str(path),
+                    "trained_tokens": run.trained_tokens,
+                    "metrics": run.metrics,
+                }
+            )
         if spec.step_delay_seconds:
             time.sleep(spec.step_delay_seconds)
         if step < total and should_pause is not None and should_pause():
             path = (
-                ckpt.checkpoint_dir(spec.checkpoints_dir, step) if run.saved_step == step else save_checkpoint()
+                ckpt.checkpoint_dir(spec.checkpoints_dir, step)
+                if run.saved_step == step
+                else save_checkpoint()
             )
             emit({"event": "paused", "step": step, "path": str(path), "trained_tokens": run.trained_tokens})
             return None
 
     final = ckpt.save_final(spec.final_dir, tm.model, tokenizer)
-    emit({"event": "done", "step": run.step, "adapter_path": str(final), "trained_tokens": run.trained_tokens})
+    emit(
+        {"event": "done", "step": run.step, "adapter_path": str(final), "trained_tokens": run.trained_tokens}
+    )
     return final

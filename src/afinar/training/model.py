@@ -8,6 +8,7 @@ packed row: every linear layer sees all tokens at once and attention runs per se
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,8 @@ def _varlen_sdpa(
     """Causal attention per packed sequence; query/key/value are [1, heads, tokens, head_dim]."""
     cu = kwargs.get("cu_seq_lens_q")
     if cu is None:  # an unpacked call (e.g. generation): one sequence
-        bounds = [0, query.shape[2]]
-    else:
-        bounds = cu.tolist() if torch.is_tensor(cu) else list(cu)
+        cu = [0, query.shape[2]]
+    bounds: list[int] = cu.tolist() if torch.is_tensor(cu) else list(cu)
     outs = [
         F.scaled_dot_product_attention(
             query[:, :, s:e],
@@ -50,7 +50,7 @@ def _varlen_sdpa(
             dropout_p=dropout if module.training else 0.0,
             enable_gqa=query.shape[1] != key.shape[1],
         )
-        for s, e in zip(bounds[:-1], bounds[1:], strict=True)
+        for s, e in itertools.pairwise(bounds)
     ]
     return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
 

@@ -62,7 +62,9 @@ class TrainSpec(BaseModel):
 
     @property
     def learning_rate(self) -> float:
-        base = self.base_learning_rate if self.base_learning_rate is not None else DEFAULT_BASE_LR[self.method]
+        base = (
+            self.base_learning_rate if self.base_learning_rate is not None else DEFAULT_BASE_LR[self.method]
+        )
         return base * self.learning_rate_multiplier
 
     @property

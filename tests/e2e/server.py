@@ -1,0 +1,99 @@
+"""Run ``afinar serve`` as a real process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+API_KEY = "sk-e2e-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, catalog: Path | None, **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = dict(
+            os.environ,
+            AFINAR_HOST="127.0.0.1",
+            AFINAR_PORT=str(self.port),
+            AFINAR_DATA_DIR=str(data_dir),
+            AFINAR_BOOTSTRAP_API_KEY=API_KEY,
+            AFINAR_POLL_SECONDS="0.2",
+            AFINAR_HEARTBEAT_SECONDS="0.5",
+            AFINAR_WARM_MODELS="false",
+            **env,
+        )
+        if catalog is not None:
+            self.env["AFINAR_CATALOG_FILE"] = str(catalog)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"server-{self.port}.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 60) -> Server:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "afinar", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import openai
+
+        return openai.OpenAI(base_url=self.base_url, api_key=API_KEY, max_retries=0, timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def wait_for(predicate, timeout: float = 120, interval: float = 0.3):  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def training_processes(job_id: str) -> list[int]:
+    """PIDs of training children working on this job (their spec path names the job)."""
+    out = subprocess.run(["pgrep", "-f", f"afinar.training .*{job_id}"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
