@@ -51,8 +51,9 @@ def trained_spans(tokenizer: Any, example: dict[str, Any]) -> tuple[str, list[tu
     text = _render(tokenizer, messages, tools, False)
     eos = tokenizer.eos_token or ""
     spans: list[tuple[int, int]] = []
+    shift = len(messages) - len(raw)  # a tools preamble may have been put in front
     for i, msg in enumerate(messages):
-        if msg["role"] != "assistant" or raw[i].get("weight", 1) == 0:
+        if msg["role"] != "assistant" or raw[i - shift].get("weight", 1) == 0:
             continue
         before = _render(tokenizer, messages[:i], tools, True) if i else ""
         through = _render(tokenizer, messages[: i + 1], tools, False)

@@ -3,9 +3,10 @@
 ``validate_file`` streams the file line by line in binary mode, never reading it whole: memory
 holds one line at a time, plus, per example, a 16-byte hash for duplicate detection and a few
 integers for the percentiles (about 150 bytes per example: ~15 MB for 100,000 examples, however
-long they are). It is pure Python apart from the tokenizer it may be
-given; token counts go through ``encode_chat``, i.e. the base model's own chat template, so they
-are the numbers training will see (not tiktoken estimates).
+long they are). It is pure Python apart from the tokenizer it may be given; token counts go
+through ``encode_chat``, i.e. the base model's own chat template, so they are the numbers
+training will see (not tiktoken estimates). ``validate_lines`` takes any iterable of raw lines
+(a blob stream, say); ``validate_file`` opens a path and hands it over.
 
 Numbering: ``Example N`` is the 1-based *line number* in the file, so it can be found in an
 editor; blank lines are skipped (they are not examples, but they keep the numbering honest).

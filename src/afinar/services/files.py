@@ -35,6 +35,7 @@ class FilesService:
         chunks: Iterable[bytes],
         *,
         expires_after_seconds: int | None = None,
+        project_id: str | None = None,
     ) -> File:
         if purpose not in UPLOAD_PURPOSES:
             raise InvalidRequest(
@@ -46,7 +47,9 @@ class FilesService:
             raise InvalidRequest(
                 "expires_after.seconds must be between 3600 and 2592000", param="expires_after.seconds"
             )
-        return self.store(org_id, filename, purpose, chunks, expires_after_seconds=expires_after_seconds)
+        return self.store(
+            org_id, filename, purpose, chunks, expires_after_seconds=expires_after_seconds, project_id=project_id
+        )
 
     def store(
         self,
@@ -56,6 +59,7 @@ class FilesService:
         chunks: Iterable[bytes],
         *,
         expires_after_seconds: int | None = None,
+        project_id: str | None = None,
     ) -> File:
         """Write the bytes durably first, then make the row visible in one transaction."""
         fid = ids.file_id()
@@ -70,6 +74,7 @@ class FilesService:
         row = File(
             id=fid,
             org_id=org_id,
+            project_id=project_id,
             filename=filename,
             purpose=purpose,
             bytes=blob.size,

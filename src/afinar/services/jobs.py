@@ -73,7 +73,15 @@ class JobsService:
     def __init__(self, c: Container) -> None:
         self.c = c
 
-    def create(self, org_id: str, org_slug: str, body: dict[str, Any]) -> Job:
+    def create(
+        self,
+        org_id: str,
+        org_slug: str,
+        body: dict[str, Any],
+        *,
+        project_id: str | None = None,
+        api_key_id: str | None = None,
+    ) -> Job:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("Missing required parameter: 'model'.", param="model")
@@ -111,6 +119,8 @@ class JobsService:
         job = Job(
             id=ids.job_id(),
             org_id=org_id,
+            project_id=project_id,
+            api_key_id=api_key_id,
             model=model,
             training_file=training_file,
             validation_file=validation_file,

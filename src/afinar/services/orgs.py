@@ -11,7 +11,7 @@ from afinar import ids
 from afinar.errors import AuthenticationFailed
 from afinar.store import orgs as repo
 from afinar.store.db import Database
-from afinar.store.tables import ApiKey, Organization
+from afinar.store.tables import ApiKey, Organization, Project
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Principal:
     org_id: str
     org_slug: str
     key_id: str
+    project_id: str | None = None
 
 
 def slugify(name: str) -> str:
@@ -43,11 +44,14 @@ def create_org(db: Database, name: str, api_key: str | None = None) -> tuple[Org
             n += 1
             slug = f"{base}-{n}"
         org = repo.add_org(s, Organization(id=ids.org_id(), name=name, slug=slug, created_at=now))
+        project = Project(id=ids.new_id("proj_"), org_id=org.id, name="Default project", created_at=now)
+        s.add(project)
         repo.add_key(
             s,
             ApiKey(
                 id=ids.new_id("key_"),
                 org_id=org.id,
+                project_id=project.id,
                 name="bootstrap",
                 key_hash=repo.hash_key(secret),
                 redacted=secret[:6] + "…" + secret[-4:],
@@ -71,11 +75,13 @@ def bootstrap(db: Database, org_name: str, api_key: str) -> str | None:
         return None if api_key else secret
     if api_key and known is None:
         with db.session() as s:
+            project = repo.default_project(s, org.id)
             repo.add_key(
                 s,
                 ApiKey(
                     id=ids.new_id("key_"),
                     org_id=org.id,
+                    project_id=project.id if project else None,
                     name="bootstrap",
                     key_hash=repo.hash_key(api_key),
                     redacted=api_key[:6] + "…" + api_key[-4:],
@@ -98,4 +104,4 @@ def authenticate(db: Database, secret: str | None) -> Principal:
             raise AuthenticationFailed("This API key has expired.")
         org = repo.get_org(s, key.org_id)
         assert org is not None
-        return Principal(org_id=org.id, org_slug=org.slug, key_id=key.id)
+        return Principal(org_id=org.id, org_slug=org.slug, key_id=key.id, project_id=key.project_id)

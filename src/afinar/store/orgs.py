@@ -7,7 +7,7 @@ import hashlib
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from afinar.store.tables import ApiKey, Organization
+from afinar.store.tables import ApiKey, Organization, Project
 
 
 def hash_key(key: str) -> str:
@@ -40,3 +40,7 @@ def add_key(s: Session, key: ApiKey) -> ApiKey:
 
 def find_key(s: Session, secret: str) -> ApiKey | None:
     return s.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
+
+
+def default_project(s: Session, org_id: str) -> Project | None:
+    return s.scalar(select(Project).where(Project.org_id == org_id).order_by(Project.seq).limit(1))

@@ -302,13 +302,16 @@ class JobRunner:
             job = fence(s, self.lease, self.settings.lease_seconds)
             metrics = [e.data for e in repo.metrics_events(s, job.id) if e.data]
         csv_bytes = results_csv(metrics, as_base64=self.settings.results_csv_base64)
-        results = self.c.files.store(job.org_id, "step_metrics.csv", "fine-tune-results", [csv_bytes])
+        results = self.c.files.store(
+            job.org_id, "step_metrics.csv", "fine-tune-results", [csv_bytes], project_id=job.project_id
+        )
 
         def _do(s: Any, j: Job) -> None:
             s.add(
                 FineTunedModel(
                     id=j.model_name,
                     org_id=j.org_id,
+                    project_id=j.project_id,
                     job_id=j.id,
                     base_model=j.model,
                     owned_by=j.org_id,

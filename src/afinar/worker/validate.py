@@ -51,15 +51,7 @@ def validate_job_files(c: Container, job: Job) -> Validated:
             n_train = report.n_examples
             billable = int(report.billable_tokens_per_epoch or 0)
     resolved = hp.resolve(n_train, job.requested_hyperparameters, method)
-    return Validated(
-        {
-            "n_epochs": resolved.n_epochs,
-            "batch_size": resolved.batch_size,
-            "learning_rate_multiplier": resolved.learning_rate_multiplier,
-        },
-        None,
-        billable,
-    )
+    return Validated(resolved.to_dict(), None, billable)
 
 
 def now() -> int:

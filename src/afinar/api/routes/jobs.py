@@ -35,7 +35,7 @@ def create_job(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return job_object(c.jobs.create(p.org_id, p.org_slug, body))
+    return job_object(c.jobs.create(p.org_id, p.org_slug, body, project_id=p.project_id, api_key_id=p.key_id))
 
 
 @router.get("/fine_tuning/jobs")
