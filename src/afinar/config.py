@@ -5,6 +5,7 @@ Build one ``Settings`` at the edge (the CLI or a test) and pass it down.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from pydantic import Field
@@ -22,6 +23,8 @@ class Settings(BaseSettings):
     # The first API key of the default organisation; generated (and printed once) when empty.
     bootstrap_api_key: str = ""
     default_org_name: str = "default"
+    # The base model used where a request names none (the file report, the dashboard).
+    default_model: str = "smollm2-135m-instruct"
     # Extra catalogue file (TOML) that adds or overrides base models.
     catalog_file: Path | None = None
     # Where converted base models live (default: <data_dir>/models); several data dirs may share one.
@@ -44,6 +47,19 @@ class Settings(BaseSettings):
     # Serving
     adapter_cache_size: int = 8
     max_queued_requests: int = 32
+
+    # Client commands of the CLI (files, jobs, models, chat, usage): the server and the key.
+    # Empty: OPENAI_BASE_URL / OPENAI_API_KEY, then http://<host>:<port>/v1 and bootstrap_api_key.
+    base_url: str = ""
+    api_key: str = ""
+    openai_base_url: str = Field(default="", validation_alias="OPENAI_BASE_URL")
+    openai_api_key: str = Field(default="", validation_alias="OPENAI_API_KEY")
+
+    # Billing: an operator price book (TOML) that adds or overrides tiers and models of the bundled one,
+    # free training tokens per organisation, per UTC day and per tier, and the last day they are given.
+    pricebook_file: Path | None = None
+    free_training_tokens_per_day: int = Field(default=1_000_000, ge=0)
+    free_allowance_until: date | None = None
 
     # Test/diagnostic knobs (never needed in production)
     train_step_delay_seconds: float = Field(default=0.0, ge=0.0)

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from afinar import __version__
 from afinar.api import errors
-from afinar.api.routes import chat, files, health, jobs, models
+from afinar.api.routes import chat, files, health, jobs, models, reports
 from afinar.services.container import Container
 
 
@@ -25,6 +25,6 @@ def create_app(container: Container) -> FastAPI:
         return response
 
     app.include_router(health.router)
-    for module in (files, jobs, models, chat):
+    for module in (files, jobs, models, chat, reports):
         app.include_router(module.router, prefix="/v1")
     return app

@@ -103,7 +103,7 @@ class ChoiceAssembler:
             for k, call in enumerate(calls):
                 out.append(ChoiceDelta(self.index, tool_calls=[{**call, "index": k, "id": new_id("call_")}]))
             reason = "tool_calls"
-        if self._logprobs or (self.want_logprobs and not out):
+        if self._logprobs:
             out.append(self._content(""))
         out.append(ChoiceDelta(self.index, finish_reason=reason))
         return out

@@ -67,6 +67,7 @@ class HFEngine:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._seconds_per_request = 2.0  # moving average, for Retry-After
+        self.stats = {"requests": 0, "steps": 0, "max_batch_rows": 0, "max_batch_adapters": 0}
 
     # --- submission ----------------------------------------------------------------------
 
@@ -205,6 +206,7 @@ class HFEngine:
 
     def _admit(self, job: Job, batch: Batch | None) -> Batch | None:
         job.started_at = time.monotonic()
+        self.stats["requests"] += 1
         request = job.request
         with self.store.lock:
             try:
@@ -236,6 +238,10 @@ class HFEngine:
                 batch.cancel(job)
                 self._job_done(job)
             if len(batch):
+                self.stats["steps"] += 1
+                self.stats["max_batch_rows"] = max(self.stats["max_batch_rows"], len(batch))
+                adapters = len({row.adapter_name for row in batch.rows})
+                self.stats["max_batch_adapters"] = max(self.stats["max_batch_adapters"], adapters)
                 self._deliver(batch.step())
 
     def _deliver(self, events: Iterable[tuple[Job, Event]]) -> None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from afinar.services.files import FilesService
     from afinar.services.jobs import JobsService
     from afinar.services.models import ModelsService
+    from afinar.services.reports import ReportsService
 
 
 class Container:
@@ -42,6 +43,12 @@ class Container:
         from afinar.services.jobs import JobsService
 
         return JobsService(self)
+
+    @cached_property
+    def reports(self) -> ReportsService:
+        from afinar.services.reports import ReportsService
+
+        return ReportsService(self)
 
     @cached_property
     def models(self) -> ModelsService:

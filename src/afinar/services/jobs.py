@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from afinar import ids
@@ -22,6 +23,19 @@ if TYPE_CHECKING:
 
 SUFFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SUPPORTED_METHODS = {"supervised"}
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    model: str
+    training_file: str
+    validation_file: str | None
+    method: dict[str, Any]
+    requested: dict[str, Any]
+    suffix: str | None
+    seed: int
+    metadata: dict[str, str] | None
+    integrations: list[Any] | None
 
 
 def not_found(job_id: str) -> NotFound:
@@ -73,15 +87,8 @@ class JobsService:
     def __init__(self, c: Container) -> None:
         self.c = c
 
-    def create(
-        self,
-        org_id: str,
-        org_slug: str,
-        body: dict[str, Any],
-        *,
-        project_id: str | None = None,
-        api_key_id: str | None = None,
-    ) -> Job:
+    def check_request(self, org_id: str, body: dict[str, Any]) -> JobRequest:
+        """Every request-level check of a job creation (400s); file contents are not read here."""
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("Missing required parameter: 'model'.", param="model")
@@ -116,6 +123,30 @@ class JobsService:
         integrations = body.get("integrations")
         if integrations is not None and not isinstance(integrations, list):
             raise InvalidRequest("integrations must be an array", param="integrations")
+        return JobRequest(
+            model=model,
+            training_file=training_file,
+            validation_file=validation_file,
+            method=method,
+            requested=requested,
+            suffix=suffix,
+            seed=seed,
+            metadata=_metadata(body.get("metadata")),
+            integrations=integrations,
+        )
+
+    def create(
+        self,
+        org_id: str,
+        org_slug: str,
+        body: dict[str, Any],
+        *,
+        project_id: str | None = None,
+        api_key_id: str | None = None,
+    ) -> Job:
+        req = self.check_request(org_id, body)
+        model, suffix = req.model, req.suffix
+        training_file, validation_file = req.training_file, req.validation_file
         job = Job(
             id=ids.job_id(),
             org_id=org_id,
@@ -127,11 +158,11 @@ class JobsService:
             status=JobStatus.VALIDATING_FILES,
             created_at=int(time.time()),
             suffix=suffix,
-            seed=seed,
-            method=method,
-            requested_hyperparameters=requested,
-            job_metadata=_metadata(body.get("metadata")),
-            integrations=integrations,
+            seed=req.seed,
+            method=req.method,
+            requested_hyperparameters=req.requested,
+            job_metadata=req.metadata,
+            integrations=req.integrations,
             model_name=ids.fine_tuned_model_name(model, org_slug, suffix),
             result_files=[],
         )

@@ -1,0 +1,335 @@
+"""Chat completions: validate an OpenAI request, resolve the model, run the engine, shape choices.
+
+``complete`` returns a finished :class:`ChatCompletion`; ``open_stream`` returns a
+:class:`ChatStream` only once the engine has accepted the request (prompt rendered and within
+the context), so every refusal is an ordinary error raised before the first byte is sent.
+Both carry the exact usage; ``usage_hook`` (if set) is called with it once per completion, for
+metering. Which request fields are honoured is listed in ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from afinar import ids
+from afinar.errors import InvalidRequest, ServerError
+from afinar.inference.assemble import ChoiceAssembler, ChoiceDelta, ToolMode, merge
+from afinar.inference.types import Delta, Finished, GenerationRequest, SamplingParams, Started
+
+if TYPE_CHECKING:
+    from afinar.domain.models import ServableModel
+    from afinar.services.container import Container
+
+log = logging.getLogger(__name__)
+
+ROLES = {"developer", "system", "user", "assistant", "tool", "function"}
+TEXT_PARTS = {"text", "refusal"}
+MEDIA_PARTS = {"image_url", "input_audio", "file", "input_image", "input_file"}
+MAX_STOP = 4
+
+
+@dataclass(frozen=True)
+class ChatUsage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class ChatChoice:
+    index: int
+    content: str | None
+    finish_reason: str
+    tool_calls: list[dict[str, Any]] | None = None
+    function_call: dict[str, Any] | None = None
+    logprobs: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class ChatCompletion:
+    id: str
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    servable: ServableModel
+    generation: GenerationRequest
+    tool_mode: ToolMode
+    stream: bool
+    include_usage: bool
+
+
+UsageHook = Callable[[str, "ServableModel", ChatUsage], None]
+
+
+@dataclass
+class ChatStream:
+    """An accepted streaming completion: iterate ``deltas()``; ``usage`` is set at the end."""
+
+    id: str
+    created: int
+    model: str
+    include_usage: bool
+    prompt_tokens: int
+    _events: AsyncIterator[Any]
+    _assemblers: list[ChoiceAssembler]
+    _on_done: Callable[[ChatUsage], None]
+    usage: ChatUsage | None = None
+    _completion_tokens: int = field(default=0)
+
+    async def deltas(self) -> AsyncIterator[ChoiceDelta]:
+        for assembler in self._assemblers:
+            yield ChoiceDelta(assembler.index, role="assistant", content="")
+        async for event in self._events:
+            if isinstance(event, Delta):
+                for d in self._assemblers[event.index].feed(event.text, event.logprobs):
+                    yield d
+            elif isinstance(event, Finished):
+                self._completion_tokens += event.completion_tokens
+                for d in self._assemblers[event.index].finish(event.finish_reason):
+                    yield d
+        self.usage = ChatUsage(self.prompt_tokens, self._completion_tokens)
+        self._on_done(self.usage)
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class ChatService:
+    def __init__(self, c: Container, usage_hook: UsageHook | None = None) -> None:
+        self.c = c
+        self.usage_hook = usage_hook
+
+    # --- public --------------------------------------------------------------------------
+
+    async def complete(self, org_id: str, body: dict[str, Any]) -> ChatCompletion:
+        prepared = await self.prepare(org_id, body)
+        engine = await asyncio.to_thread(lambda: self.c.engine)
+        result = await engine.generate(prepared.generation)
+        choices = []
+        want_logprobs = prepared.generation.params.logprobs
+        for choice in result.choices:
+            assembler = ChoiceAssembler(choice.index, prepared.tool_mode, want_logprobs)
+            deltas = assembler.feed(choice.text, choice.logprobs)
+            deltas += assembler.finish(choice.finish_reason or "stop")
+            merged = merge(deltas, want_logprobs)
+            choices.append(ChatChoice(index=choice.index, **merged))
+        usage = ChatUsage(result.prompt_tokens, result.completion_tokens)
+        self._record(org_id, prepared.servable, usage)
+        return ChatCompletion(ids.completion_id(), int(time.time()), prepared.servable.name, choices, usage)
+
+    async def open_stream(self, org_id: str, body: dict[str, Any]) -> ChatStream:
+        prepared = await self.prepare(org_id, body)
+        engine = await asyncio.to_thread(lambda: self.c.engine)
+        events = engine.stream(prepared.generation)
+        try:
+            first = await anext(events)
+        except BaseException:
+            await events.aclose()
+            raise
+        if not isinstance(first, Started):  # pragma: no cover - the engine always starts so
+            await events.aclose()
+            raise ServerError("The inference engine answered out of order.")
+        params = prepared.generation.params
+        servable = prepared.servable
+        return ChatStream(
+            id=ids.completion_id(),
+            created=int(time.time()),
+            model=servable.name,
+            include_usage=prepared.include_usage,
+            prompt_tokens=first.prompt_tokens,
+            _events=events,
+            _assemblers=[ChoiceAssembler(i, prepared.tool_mode, params.logprobs) for i in range(params.n)],
+            _on_done=lambda usage: self._record(org_id, servable, usage),
+        )
+
+    async def prepare(self, org_id: str, body: dict[str, Any]) -> PreparedChat:
+        """Check the request, then resolve the model (in a thread: it may read the DB or convert)."""
+        messages = _messages(body.get("messages") or [])
+        params = _sampling(body)
+        tools, tool_mode, prefix = _tools(body)
+        prefix = prefix or _response_format(body, messages, tool_mode)
+        stream = bool(body.get("stream"))
+        options = body.get("stream_options")
+        if options is not None and not stream:
+            raise InvalidRequest(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
+            )
+        _modalities(body)
+        servable = await asyncio.to_thread(self.c.resolve_servable, org_id, str(body.get("model", "")))
+        entry = self.c.catalog.get(servable.base_id)
+        generation = GenerationRequest(
+            base_path=servable.base_path,
+            adapter_path=servable.adapter_path,
+            messages=messages,
+            tools=tools,
+            params=params,
+            context_length=entry.context_length if entry is not None else None,
+            response_prefix=prefix,
+        )
+        include_usage = bool(stream and options and options.get("include_usage"))
+        return PreparedChat(servable, generation, tool_mode, stream, include_usage)
+
+    def _record(self, org_id: str, servable: ServableModel, usage: ChatUsage) -> None:
+        if self.usage_hook is None:
+            return
+        try:
+            self.usage_hook(org_id, servable, usage)
+        except Exception:  # metering must never break a completion already produced
+            log.exception("usage hook failed")
+
+
+# --- request checks ---------------------------------------------------------------------------
+
+
+def _messages(raw: list[Any]) -> list[dict[str, Any]]:
+    if not raw:
+        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+    for i, msg in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise InvalidRequest(f"Invalid type for '{where}': expected an object.", param=where)
+        role = msg.get("role")
+        if role not in ROLES:
+            raise InvalidRequest(
+                f"Invalid value for '{where}.role': {role!r}. Supported values are: "
+                + ", ".join(f"'{r}'" for r in sorted(ROLES)) + ".",
+                param=f"{where}.role",
+            )
+        content = msg.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind in MEDIA_PARTS:
+                    raise InvalidRequest(
+                        f"This model is text-only: content parts of type '{kind}' are not supported.",
+                        param=f"{where}.content[{j}]",
+                        code="unsupported_content_type",
+                    )
+                if kind not in TEXT_PARTS:
+                    raise InvalidRequest(
+                        f"Invalid content part type {kind!r} in '{where}.content[{j}]'.",
+                        param=f"{where}.content[{j}].type",
+                    )
+        elif content is not None and not isinstance(content, str):
+            raise InvalidRequest(f"Invalid type for '{where}.content'.", param=f"{where}.content")
+        if msg.get("audio") is not None:
+            raise InvalidRequest("This model is text-only: audio is not supported.", param=f"{where}.audio")
+    return [dict(m) for m in raw]
+
+
+def _sampling(body: dict[str, Any]) -> SamplingParams:
+    stop = body.get("stop")
+    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    if len(stops) > MAX_STOP:
+        raise InvalidRequest(f"'stop' may contain at most {MAX_STOP} sequences.", param="stop")
+    bias: dict[int, float] = {}
+    for key, value in (body.get("logit_bias") or {}).items():
+        try:
+            token = int(key)
+        except (TypeError, ValueError):
+            raise InvalidRequest(f"Invalid key in 'logit_bias': {key!r} is not a token id.", param="logit_bias")
+        if not -100 <= float(value) <= 100:
+            raise InvalidRequest("'logit_bias' values must be between -100 and 100.", param="logit_bias")
+        bias[token] = float(value)
+    logprobs = bool(body.get("logprobs"))
+    top = body.get("top_logprobs") or 0
+    if top and not logprobs:
+        raise InvalidRequest("'logprobs' must be set to true when 'top_logprobs' is used.", param="top_logprobs")
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    temperature = body.get("temperature")
+    top_p = body.get("top_p")
+    return SamplingParams(
+        max_tokens=int(max_tokens) if max_tokens else None,
+        temperature=1.0 if temperature is None else float(temperature),
+        top_p=1.0 if top_p is None else float(top_p),
+        n=int(body.get("n") or 1),
+        stop=tuple(s for s in stops if s),
+        seed=body.get("seed"),
+        presence_penalty=float(body.get("presence_penalty") or 0.0),
+        frequency_penalty=float(body.get("frequency_penalty") or 0.0),
+        logit_bias=bias,
+        logprobs=logprobs,
+        top_logprobs=int(top),
+    )
+
+
+def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, ToolMode, str]:
+    """The tools for the prompt, how to read calls back, and any forced reply prefix."""
+    tools = body.get("tools") or None
+    choice = body.get("tool_choice")
+    legacy = False
+    if tools is None and body.get("functions"):
+        tools = [{"type": "function", "function": f} for f in body["functions"]]
+        legacy = True
+        call = body.get("function_call")
+        choice = {"type": "function", "function": call} if isinstance(call, dict) else call
+    if tools is None:
+        if choice is not None and not legacy and body.get("tool_choice") is not None:
+            raise InvalidRequest(
+                "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+                param="tool_choice",
+            )
+        return None, ToolMode(), ""
+    names = []
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not fn.get("name") or tool.get("type", "function") != "function":
+            raise InvalidRequest(f"Invalid tool at 'tools[{i}]': expected a function with a name.",
+                                 param=f"tools[{i}]")
+        names.append(fn["name"])
+    parallel = body.get("parallel_tool_calls") is not False
+    choice = choice or "auto"
+    if choice == "none":
+        return None, ToolMode(), ""
+    mode = ToolMode(parse=True, legacy_functions=legacy, parallel=parallel)
+    if choice == "auto":
+        return tools, mode, ""
+    if choice == "required":
+        return tools, mode, '<tool_call>\n{"name": "'
+    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    if name not in names:
+        raise InvalidRequest(
+            f"Invalid value for 'tool_choice': no function named {name!r} in 'tools'.", param="tool_choice"
+        )
+    return tools, mode, '<tool_call>\n{"name": ' + json.dumps(name) + ', "arguments": '
+
+
+def _response_format(body: dict[str, Any], messages: list[dict[str, Any]], mode: ToolMode) -> str:
+    """Best-effort JSON mode: the reply is forced to start with ``{`` (no grammar constraint)."""
+    fmt = body.get("response_format") or {"type": "text"}
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return ""
+    if kind not in ("json_object", "json_schema"):
+        raise InvalidRequest(f"Invalid value for 'response_format.type': {kind!r}.", param="response_format.type")
+    if kind == "json_object" and not any("json" in json.dumps(m.get("content") or "").lower() for m in messages):
+        raise InvalidRequest(
+            "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
+            "'json_object'.",
+            param="messages",
+        )
+    return "" if mode.parse else "{"
+
+
+def _modalities(body: dict[str, Any]) -> None:
+    modalities = body.get("modalities") or ["text"]
+    if any(m != "text" for m in modalities) or body.get("audio") is not None:
+        raise InvalidRequest("This model is text-only: only the 'text' modality is supported.",
+                             param="modalities")

@@ -1,0 +1,57 @@
+"""The additive file report and dry-run estimate, through the SDK's raw HTTP helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.api.test_jobs import run_worker
+from tests.conftest import TINY
+from tests.support.data import chat_example, chat_file, write_jsonl
+
+
+def report(client: openai.OpenAI, file_id: str, **query: Any) -> dict[str, Any]:
+    return client.get(f"/afinar/files/{file_id}/report", cast_to=object, options={"params": {"model": TINY, **query}})  # type: ignore[return-value]
+
+
+def test_report_lists_every_problem_with_its_line(client: openai.OpenAI, tmp_path: Path) -> None:
+    rows: list[Any] = [chat_example(i) for i in range(12)]
+    rows[2] = {"messages": [{"role": "user", "content": "hi"}]}  # no assistant message
+    rows[6]["messages"][1]["content"] = [{"type": "image_url", "image_url": {"url": "http://x"}}]
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    lines = path.read_text().splitlines()
+    lines[9] = "not json"
+    path.write_text("\n".join(lines) + "\n")
+    fid = client.files.create(file=path.open("rb"), purpose="fine-tune").id
+    body = report(client, fid)
+    where = {(e["example"], e["code"]) for e in body["errors"]}
+    assert (3, "missing_assistant_message") in where and (10, "invalid_json") in where
+    assert any(e["example"] == 7 and "text only" in e["message"] for e in body["errors"])
+    assert body["job_error"]["code"] == "invalid_training_file"
+
+
+def test_report_unknown_file_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        report(client, "file-nope")
+
+
+def test_estimate_equals_trained_tokens_of_the_job(client: openai.OpenAI, container, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fid = client.files.create(file=chat_file(tmp_path / "t.jsonl", 11).open("rb"), purpose="fine-tune").id
+    body = {"model": TINY, "training_file": fid, "hyperparameters": {"n_epochs": 2, "batch_size": 3}}
+    est: dict[str, Any] = client.post("/afinar/estimates", cast_to=object, body=body)  # type: ignore[assignment]
+    assert est["job_error"] is None and est["n_epochs"] == 2 and est["n_examples"] == 11
+    assert est["billable_tokens"] > 0 and est["estimated_seconds"] > 0
+    job = client.fine_tuning.jobs.create(**body)
+    run_worker(container)
+    job = client.fine_tuning.jobs.retrieve(job.id)
+    assert job.status == "succeeded"
+    assert job.trained_tokens == est["billable_tokens"]
+
+
+def test_estimate_reports_request_errors_as_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.post("/afinar/estimates", cast_to=object, body={"model": TINY, "training_file": "file-x"})
+    assert err.value.param == "training_file"
