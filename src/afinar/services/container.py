@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from afinar.blobs.local import LocalBlobStore
 from afinar.catalog.registry import Catalog
+from afinar.clock import Clock
 from afinar.config import Settings
 from afinar.store.db import Database
 
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from afinar.services.jobs import JobsService
     from afinar.services.models import ModelsService
     from afinar.services.reports import ReportsService
+    from afinar.services.usage import UsageService
 
 
 class Container:
@@ -28,6 +31,8 @@ class Container:
         self.catalog = Catalog.load(settings.catalog_file)
         self._engine = engine
         self._engine_lock = threading.Lock()
+        # Unix seconds; billing dates usage records and finds "today" with it (tests inject one).
+        self.clock: Clock = time.time
 
     def migrate(self) -> None:
         self.db.migrate()
@@ -55,6 +60,12 @@ class Container:
         from afinar.services.models import ModelsService
 
         return ModelsService(self)
+
+    @cached_property
+    def usage(self) -> UsageService:
+        from afinar.services.usage import UsageService
+
+        return UsageService(self)
 
     def resolve_servable(self, org_id: str, name: str) -> ServableModel:
         return self.models.resolve_servable(org_id, name)
