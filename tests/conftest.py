@@ -23,6 +23,12 @@ def tiny_catalog(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path)
     return write_catalog(tmp_path_factory.mktemp("catalog") / "catalog.toml", tiny_model_dir, TINY)
 
 
+@pytest.fixture(scope="session")
+def bundled_models_dir(request: pytest.FixtureRequest) -> Path:
+    """Where the bundled smollm2 model is converted once; kept in pytest's cache between runs."""
+    return Path(request.config.cache.mkdir("afinar-models"))
+
+
 @pytest.fixture
 def settings(tmp_path: Path, tiny_catalog: Path):  # type: ignore[no-untyped-def]
     from afinar.config import Settings

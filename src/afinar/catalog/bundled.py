@@ -74,6 +74,7 @@ def ensure_converted(entry: BaseModelEntry, dest: Path) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
             convert_gguf(source, tmp, chat_template=entry.extra.get("chat_template"))
+            tmp.chmod(0o755)  # mkdtemp makes it private
             if dest.exists():  # a half-written leftover from an older, non-atomic layout
                 shutil.rmtree(dest)
             tmp.rename(dest)

@@ -33,9 +33,14 @@ def make_client(settings: Settings | None = None) -> openai.OpenAI:
     settings = settings if settings is not None else Settings()
     key = settings.api_key or settings.openai_api_key or settings.bootstrap_api_key
     if not key:
-        fail("missing_api_key", "set AFINAR_API_KEY (or OPENAI_API_KEY) to an API key of your organisation",
-             EXIT_USAGE)
-    return openai.OpenAI(base_url=base_url(settings), api_key=key, admin_api_key=key, max_retries=2, timeout=120)
+        fail(
+            "missing_api_key",
+            "set AFINAR_API_KEY (or OPENAI_API_KEY) to an API key of your organisation",
+            EXIT_USAGE,
+        )
+    return openai.OpenAI(
+        base_url=base_url(settings), api_key=key, admin_api_key=key, max_retries=2, timeout=120
+    )
 
 
 def explain(exc: BaseException) -> tuple[str, str] | None:
@@ -51,7 +56,10 @@ def explain(exc: BaseException) -> tuple[str, str] | None:
             message = exc.response.text.strip() or exc.response.reason_phrase
         return exc.code or f"http_{exc.status_code}", message
     if isinstance(exc, openai.APITimeoutError):
-        return "timeout", f"the server at {exc.request.url.copy_with(path='/', query=None)} did not answer in time"
+        return (
+            "timeout",
+            f"the server at {exc.request.url.copy_with(path='/', query=None)} did not answer in time",
+        )
     if isinstance(exc, openai.APIConnectionError):
         origin = str(exc.request.url.copy_with(path="/", query=None)).rstrip("/")
         return "connection_error", f"cannot reach the server at {origin} (set AFINAR_BASE_URL)"

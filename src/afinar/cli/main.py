@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
+from afinar.cli import chat, files, jobs, models, usage
+from afinar.cli.client import explain
+from afinar.cli.output import fail
 from afinar.config import Settings
 
-app = typer.Typer(help="Afinar: self-hosted fine-tuning with the OpenAI API.", no_args_is_help=True)
+
+class _Commands(TyperGroup):
+    """Turns an error from the SDK, in any client command, into one line and exit status 1."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            explained = explain(exc)
+            if explained is None:
+                raise
+            fail(*explained)
+
+
+app = typer.Typer(
+    cls=_Commands, help="Afinar: self-hosted fine-tuning with the OpenAI API.", no_args_is_help=True
+)
 console = Console()
+app.add_typer(files.app, name="files")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(models.app, name="models")
+app.command("chat")(chat.chat)
+app.command("usage")(usage.usage)
 
 
 def _container(settings: Settings):  # type: ignore[no-untyped-def]

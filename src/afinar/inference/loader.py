@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,13 +157,17 @@ class ModelStore:
         if not (path / "adapter_config.json").is_file():
             raise NotFound(f"adapter not found at {path}", code="model_not_found")
         name = "a" + hashlib.sha1(key.encode()).hexdigest()[:16]
-        if base.peft is None:
-            base.peft = PeftModel.from_pretrained(base.model, str(path), adapter_name=name, is_trainable=False)
-            base.peft.eval()
-        else:
-            if name in base.peft.peft_config:  # a doomed copy still pinned by a running request
-                name = name + "x" + str(len(base.peft.peft_config))
-            base.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            if base.peft is None:
+                base.peft = PeftModel.from_pretrained(
+                    base.model, str(path), adapter_name=name, is_trainable=False
+                )
+                base.peft.eval()
+            else:
+                if name in base.peft.peft_config:  # a doomed copy still pinned by a running request
+                    name = name + "x" + str(len(base.peft.peft_config))
+                base.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
         base.active = None
         has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
         vocab = _load_vocab(path, base.path, path) if has_tokenizer else base.vocab
@@ -180,7 +185,9 @@ class ModelStore:
     def _delete(self, adapter: LoadedAdapter) -> None:
         peft = adapter.base.peft
         if peft is not None and adapter.name in peft.peft_config:
-            peft.delete_adapter(adapter.name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "was active which is now deleted"
+                peft.delete_adapter(adapter.name)
             adapter.base.active = None
             log.info("unloaded adapter %s", adapter.path)
 

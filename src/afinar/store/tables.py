@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SeqType = BigInteger().with_variant(Integer, "sqlite")
@@ -142,3 +142,71 @@ class FineTunedModel(Base):
     owned_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(Integer)
     adapter_path: Mapped[str] = mapped_column(Text)
+
+
+# --- Billing (migration 0002_billing) -------------------------------------------------------------
+
+
+class UsageRecord(Base):
+    """The append-only usage ledger. ``key`` is the natural key: a retry or a resume never bills twice.
+
+    ``training:<job id>`` (one record when the job ends) and ``inference:<chat completion id>``.
+    Prices are the price book's at the time of writing (micro-dollars per 1M tokens); inference costs
+    are rated at write time, training costs at read time (the free daily allowance depends on the day).
+    """
+
+    __tablename__ = "usage_records"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # training | inference
+    org_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model: Mapped[str] = mapped_column(String(600))  # the model called, or the base model trained
+    base_model: Mapped[str] = mapped_column(String(256))
+    tier: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    training_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    num_requests: Mapped[int] = mapped_column(Integer, default=0)
+    training_per_1m: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_per_1m: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_per_1m: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_cost: Mapped[int] = mapped_column(BigInteger, default=0)  # micro-dollars
+    output_cost: Mapped[int] = mapped_column(BigInteger, default=0)  # micro-dollars
+
+
+Index("ix_usage_records_org_time", UsageRecord.org_id, UsageRecord.occurred_at)
+
+
+class TrainingProgress(Base):
+    """Tokens trained so far by a running job (cumulative, from the child's last step event).
+
+    Written in the same fenced transaction as the step; a cancelled job is billed from it.
+    """
+
+    __tablename__ = "training_progress"
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    trained_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class SpendLimit(Base):
+    """A monthly hard spend limit of an organisation (``scope="organization"``) or one of its projects
+    (``scope="project:<id>"``), in cents as the OpenAI API has it."""
+
+    __tablename__ = "spend_limits"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(80))
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    currency: Mapped[str] = mapped_column(String(8), default="USD")
+    interval: Mapped[str] = mapped_column(String(16), default="month")
+    threshold_cents: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (UniqueConstraint("org_id", "scope", name="uq_spend_limits_org_scope"),)

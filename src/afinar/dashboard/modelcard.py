@@ -1,0 +1,90 @@
+"""What the models pages show: each model's kind, and a fine-tuned model's card and adapter archive."""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from afinar.catalog.registry import BaseModelEntry
+from afinar.ids import parse_model_name
+
+if TYPE_CHECKING:
+    from afinar.services.container import Container
+    from afinar.services.models import ModelInfo
+    from afinar.store.tables import Checkpoint, Job
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    id: str
+    kind: str  # "base" | "fine-tuned" | "checkpoint"
+    base: str
+    created: int
+
+
+@dataclass
+class ModelCard:
+    id: str
+    kind: str
+    base: BaseModelEntry | None
+    created: int
+    job: Job | None = None
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    adapter_files: list[tuple[str, int]] = field(default_factory=list)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+
+def rows(infos: list[ModelInfo]) -> list[ModelRow]:
+    out = []
+    for m in infos:
+        ref = parse_model_name(m.id)
+        kind = "base" if ref.is_base else ("checkpoint" if ref.step is not None else "fine-tuned")
+        out.append(ModelRow(m.id, kind, ref.base, m.created))
+    return out
+
+
+def _job_of(c: Container, org_id: str, fine_tuned: str) -> Job | None:
+    jobs = c.jobs.list(org_id, after=None, limit=10000, metadata=None, no_metadata=False).items
+    return next((j for j in jobs if j.fine_tuned_model == fine_tuned), None)
+
+
+def card(c: Container, org_id: str, org_slug: str, name: str) -> ModelCard:
+    """The card of a model this organisation can use (raises NotFound otherwise)."""
+    info = c.models.get(org_id, org_slug, name)
+    row = rows([info])[0]
+    result = ModelCard(info.id, row.kind, c.catalog.get(row.base), info.created)
+    if row.kind == "base":
+        return result
+    ref = parse_model_name(name)
+    result.job = _job_of(c, org_id, ref.fine_tuned or name)
+    if result.job is not None:
+        result.checkpoints = c.jobs.checkpoints(org_id, result.job.id, after=None, limit=10).items
+        result.hyperparameters = dict(result.job.resolved_hyperparameters or {})
+    adapter = c.resolve_servable(org_id, name).adapter_path
+    if adapter is not None and Path(adapter).is_dir():
+        result.adapter_files = sorted(
+            (p.relative_to(adapter).as_posix(), p.stat().st_size) for p in Path(adapter).rglob("*") if p.is_file()
+        )
+    return result
+
+
+def adapter_zip(c: Container, org_id: str, name: str) -> Path:
+    """A temporary zip of the model's adapter directory (the caller deletes it)."""
+    adapter = c.resolve_servable(org_id, name).adapter_path
+    if adapter is None or not Path(adapter).is_dir():
+        from afinar.errors import InvalidRequest
+
+        raise InvalidRequest(f"The model '{name}' has no adapter to download.", param="model")
+    fd, tmp = tempfile.mkstemp(suffix=".zip")
+    with open(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(Path(adapter).rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(adapter).as_posix())
+    return Path(tmp)
+
+
+def archive_name(name: str) -> str:
+    return name.replace(":", "_").strip("_") + "-adapter.zip"

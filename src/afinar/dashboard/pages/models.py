@@ -1,0 +1,42 @@
+"""Models: the list, a model card, delete, download the adapter."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from afinar.dashboard import modelcard
+from afinar.dashboard.deps import DashboardRoute, Viewer, checked_viewer, container, page, redirect, viewer
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+
+
+@router.get("/models")
+def models_page(request: Request, v: Viewer = Depends(viewer)) -> Response:
+    infos = container(request).models.list(v.org_id, v.principal.org_slug)
+    return page(request, "models.html", viewer=v, models=modelcard.rows(infos))
+
+
+@router.get("/models/{name:path}/adapter.zip")
+async def download_adapter(request: Request, name: str, v: Viewer = Depends(viewer)) -> Response:
+    path = await run_in_threadpool(modelcard.adapter_zip, container(request), v.org_id, name)
+    return FileResponse(
+        path, media_type="application/zip", filename=modelcard.archive_name(name),
+        background=BackgroundTask(os.unlink, path),
+    )
+
+
+@router.post("/models/{name:path}/delete")
+def delete_model(request: Request, name: str, v: Viewer = Depends(checked_viewer)) -> Response:
+    container(request).models.delete(v.org_id, name)
+    return redirect("/models")
+
+
+@router.get("/models/{name:path}")
+def model_page(request: Request, name: str, v: Viewer = Depends(viewer)) -> Response:
+    card = modelcard.card(container(request), v.org_id, v.principal.org_slug, name)
+    return page(request, "model.html", viewer=v, card=card)
