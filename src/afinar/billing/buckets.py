@@ -7,7 +7,6 @@ end_time)`` are left out. A page holds ``limit`` buckets; ``next_page`` names th
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -87,7 +86,7 @@ def aggregate(
         return []
     size = windows[0].end - windows[0].start
     index = {w.start: i for i, w in enumerate(windows)}
-    cells: list[dict[tuple[Any, ...], Group]] = [defaultdict(lambda: Group(())) for _ in windows]
+    cells: list[dict[tuple[Any, ...], Group]] = [{} for _ in windows]
     for fact in facts:
         t = at(fact)
         if not start_time <= t < end_time:

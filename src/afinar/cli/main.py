@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from afinar.cli import chat, files, jobs, models, usage
 from afinar.cli.client import explain
 from afinar.cli.output import fail
 from afinar.config import Settings
+
+if TYPE_CHECKING:
+    from afinar.services.container import Container
 
 
 class _Commands(TyperGroup):
@@ -39,7 +42,7 @@ app.command("chat")(chat.chat)
 app.command("usage")(usage.usage)
 
 
-def _container(settings: Settings):  # type: ignore[no-untyped-def]
+def _container(settings: Settings) -> Container:
     from afinar.services.container import Container
 
     c = Container(settings)
@@ -85,7 +88,7 @@ def serve(
         c.close()
 
 
-def _warm_default_model(c) -> None:  # type: ignore[no-untyped-def]
+def _warm_default_model(c: Container) -> None:
     """Convert the bundled model in the background so the first job or chat does not wait for it."""
     for model_id in c.catalog.ids():
         entry = c.catalog.get(model_id)

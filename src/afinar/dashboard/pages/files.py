@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from afinar.dashboard import report as reports
 from afinar.dashboard.deps import DashboardRoute, Viewer, checked_viewer, container, page, redirect, viewer
 from afinar.dashboard.pricing import training_cost
 from afinar.errors import InvalidRequest
@@ -21,9 +20,14 @@ def _chunks(upload: UploadFile) -> Iterator[bytes]:
         yield chunk
 
 
-def _model(request: Request, wanted: str | None) -> str:
-    ids = container(request).catalog.ids()
-    return wanted if wanted in ids else ids[0]
+def default_model(request: Request, wanted: str | None = None) -> str:
+    """The wanted base model if the catalogue has it, else the configured default, else the first."""
+    c = container(request)
+    ids = c.catalog.ids()
+    for candidate in (wanted, c.settings.default_model):
+        if candidate in ids:
+            return str(candidate)
+    return ids[0]
 
 
 def _files_page(request: Request, v: Viewer, error: str = "", status: int = 200) -> Response:
@@ -31,7 +35,7 @@ def _files_page(request: Request, v: Viewer, error: str = "", status: int = 200)
     files = c.files.list(v.org_id, after=None, limit=200, order="desc", purpose=None).items
     return page(
         request, "files.html", status, viewer=v, files=files, models=c.catalog.ids(),
-        model=_model(request, request.query_params.get("model")), error=error,
+        model=default_model(request, request.query_params.get("model")), error=error,
     )
 
 
@@ -45,7 +49,7 @@ async def upload(request: Request, v: Viewer = Depends(checked_viewer)) -> Respo
     c = container(request)
     form = await request.form()
     upload = form.get("file")
-    model = _model(request, str(form.get("model") or ""))
+    model = default_model(request, str(form.get("model") or ""))
     if not isinstance(upload, UploadFile) or not upload.filename:
         return _files_page(request, v, "Choose a JSONL file to upload.", 400)
     try:
@@ -61,17 +65,19 @@ async def upload(request: Request, v: Viewer = Depends(checked_viewer)) -> Respo
 def file_page(request: Request, file_id: str, model: str | None = None, v: Viewer = Depends(viewer)) -> Response:
     c = container(request)
     row = c.files.get(v.org_id, file_id)
-    return page(request, "file.html", viewer=v, file=row, models=c.catalog.ids(), model=_model(request, model))
+    return page(request, "file.html", viewer=v, file=row, models=c.catalog.ids(), model=default_model(request, model))
 
 
 @router.get("/files/{file_id}/report")
 def file_report(request: Request, file_id: str, model: str | None = None, v: Viewer = Depends(viewer)) -> Response:
     c = container(request)
-    checked = reports.check_file(c, v.org_id, file_id, _model(request, model))
-    est = reports.estimate_job(c, checked, None)
-    cost = training_cost(c, checked.model, est.billable_tokens) if est else None
-    return page(request, "_report.html", viewer=v, checked=checked, report=checked.report,
-                estimate=est, cost=cost, file_id=file_id)
+    model = default_model(request, model)
+    report = c.reports.file_report(v.org_id, file_id, model=model, method="supervised")
+    estimate = None
+    if report["job_error"] is None and report.get("n_tokenized"):
+        estimate = c.reports.estimate(v.org_id, {"model": model, "training_file": file_id})
+    cost = training_cost(c, model, estimate["billable_tokens"]) if estimate else None
+    return page(request, "_report.html", viewer=v, report=report, estimate=estimate, cost=cost, file_id=file_id)
 
 
 @router.post("/files/{file_id}/delete")

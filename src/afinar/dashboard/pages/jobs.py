@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from afinar.dashboard import report as reports
 from afinar.dashboard.deps import DashboardRoute, Viewer, checked_viewer, container, page, redirect, viewer
 from afinar.dashboard.jobform import LABELS, JobForm
+from afinar.dashboard.pages.files import default_model
 from afinar.dashboard.pricing import training_cost
 from afinar.dashboard.progress import SHOWN_EVENTS, all_events, last_losses, progress, series
 from afinar.errors import AfinarError, InvalidRequest, NotFound
@@ -40,8 +40,7 @@ def _form_page(request: Request, v: Viewer, form: JobForm, error: AfinarError | 
 @router.get("/jobs/new")
 def new_job(request: Request, v: Viewer = Depends(viewer)) -> Response:
     form = JobForm.read(request.query_params)
-    ids = container(request).catalog.ids()
-    form.model = form.model if form.model in ids else ids[0]
+    form.model = default_model(request, form.model)
     return _form_page(request, v, form)
 
 
@@ -49,16 +48,15 @@ def new_job(request: Request, v: Viewer = Depends(viewer)) -> Response:
 def estimate_fragment(request: Request, v: Viewer = Depends(viewer)) -> Response:
     c = container(request)
     form = JobForm.read(request.query_params)
-    context: dict[str, Any] = {"estimate": None, "failure": None, "message": "", "cost": None}
+    context: dict[str, Any] = {"estimate": None, "message": "", "cost": None}
     if not form.training_file or not form.model:
         context["message"] = "Choose a base model and a training file to see the estimate."
     else:
         try:
-            checked = reports.check_file(c, v.org_id, form.training_file, form.model)
-            context["failure"] = checked.failure
-            est = reports.estimate_job(c, checked, form.hyperparameters())
+            est = c.reports.estimate(v.org_id, form.body())
             context["estimate"] = est
-            context["cost"] = training_cost(c, form.model, est.billable_tokens) if est else None
+            if est.get("billable_tokens") is not None:
+                context["cost"] = training_cost(c, form.model, est["billable_tokens"])
         except (InvalidRequest, NotFound) as exc:
             context["message"] = exc.message
     return page(request, "_estimate.html", viewer=v, **context)
