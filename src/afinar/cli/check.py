@@ -20,6 +20,8 @@ from afinar.datasets.report import FILE_LEVEL, Problem, Stats, ValidationReport
 from afinar.datasets.validation import Method, job_failure, validate_file
 
 _BAR_WIDTH = 30
+_SHOW_ERRORS = 100  # everything validate_file keeps
+_SHOW_WARNINGS = 20
 
 
 def _tokenizer(model: str, settings: Settings) -> tuple[Any, int, str]:
@@ -27,7 +29,10 @@ def _tokenizer(model: str, settings: Settings) -> tuple[Any, int, str]:
     from afinar.catalog.registry import Catalog
     from afinar.ids import parse_model_name
 
-    catalog = Catalog.load(settings.catalog_file)
+    try:
+        catalog = Catalog.load(settings.catalog_file)
+    except (OSError, ValueError) as exc:  # a missing or malformed operator catalogue (TOML)
+        fail("catalog_error", f"cannot read the model catalogue {settings.catalog_file}: {exc}")
     base = parse_model_name(model).base
     entry = catalog.get(base)
     if entry is None:
@@ -36,7 +41,10 @@ def _tokenizer(model: str, settings: Settings) -> tuple[Any, int, str]:
     from afinar.worker.validate import load_tokenizer
 
     with err().status(f"Loading the tokenizer of {base}…"):
-        tokenizer = load_tokenizer(catalog.local_path(entry, settings.models_dir))
+        try:
+            tokenizer = load_tokenizer(catalog.local_path(entry, settings.models_dir))
+        except Exception as exc:  # missing weights, a broken download: say so in one line
+            fail("tokenizer_error", f"cannot load the tokenizer of {base}: {exc}")
     return tokenizer, entry.context_length, base
 
 
@@ -103,12 +111,13 @@ def render(path: Path, report: ValidationReport, base: str | None, failure: tupl
         top = max((b.count for b in report.token_histogram), default=0)
         if top:
             _print("  token histogram (tokens per example):")
-            for b in report.token_histogram:
+            last = max(i for i, b in enumerate(report.token_histogram) if b.count)
+            for b in report.token_histogram[: last + 1]:
                 label = f"{b.low}–{b.high - 1}" if b.high is not None else f"{b.low}+"
                 bar = "█" * round(_BAR_WIDTH * b.count / top) if b.count else ""
                 _print(f"    {label:>12} {bar:<{_BAR_WIDTH}} {b.count}")
-    _problems("Errors", "red", report.errors, report.n_errors_total)
-    _problems("Warnings", "yellow", report.warnings, report.n_warnings_total)
+    _problems("Errors", "red", report.errors, report.n_errors_total, _SHOW_ERRORS)
+    _problems("Warnings", "yellow", report.warnings, report.n_warnings_total, _SHOW_WARNINGS)
     if failure is None:
         _print("[bold green]OK[/]: a fine-tuning job can start on this file.")
     else:
@@ -116,11 +125,12 @@ def render(path: Path, report: ValidationReport, base: str | None, failure: tupl
         _print(f"[bold red]FAILED[/] {escape(code)}: {escape(message)}")
 
 
-def _problems(title: str, colour: str, problems: tuple[Problem, ...], total: int) -> None:
+def _problems(title: str, colour: str, problems: tuple[Problem, ...], total: int, show: int) -> None:
     if not total:
         return
+    problems = problems[:show]
     _print(f"[bold {colour}]{title} ({total})[/]")
     for p in problems:
         _print(f"  {_where(p)}: {escape(p.message)}  [dim]\\[{escape(p.code)}][/]")
     if total > len(problems):
-        _print(f"  … and {total - len(problems)} more")
+        _print(f"  … and {total - len(problems)} more (--json lists up to 100)")

@@ -35,11 +35,6 @@ app = typer.Typer(
     cls=_Commands, help="Afinar: self-hosted fine-tuning with the OpenAI API.", no_args_is_help=True
 )
 console = Console()
-app.add_typer(files.app, name="files")
-app.add_typer(jobs.app, name="jobs")
-app.add_typer(models.app, name="models")
-app.command("chat")(chat.chat)
-app.command("usage")(usage.usage)
 
 
 def _container(settings: Settings) -> Container:
@@ -113,6 +108,14 @@ def worker_cmd() -> None:
         pass
     finally:
         c.close()
+
+
+# Client commands: talk to a server through the official SDK (see cli/client.py).
+app.add_typer(files.app, name="files")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(models.app, name="models")
+app.command("chat")(chat.chat)
+app.command("usage")(usage.usage)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from afinar.cli.client import make_client
 from afinar.cli.output import JSON_OPTION, print_json, table
+
+if TYPE_CHECKING:
+    import openai
 
 DAY = 86_400
 _MAX_PAGES = 50
@@ -30,7 +33,8 @@ def usage(
     """Show costs per day (UTC) and line item, with the total."""
     if group_by not in ("line_item", "project_id", "api_key_id", "none"):
         raise typer.BadParameter("must be line_item, project_id, api_key_id or none", param_hint="--group-by")
-    costs = make_client().admin.organization.usage.costs
+    client = make_client()
+    costs = client.admin.organization.usage.costs
     now = int(time.time())
     start = (now // DAY - (days - 1)) * DAY
     params: dict[str, Any] = {"start_time": start, "end_time": now, "bucket_width": "1d", "limit": days}
@@ -61,8 +65,32 @@ def usage(
             rows.append((_date(bucket.start_time), label or "all", f"{value:,.6f} {currency}"))
     for currency, value in sorted(totals.items()):
         rows.append(("total", "", f"{value:,.6f} {currency}"))
-    table(
-        ["day (UTC)", group_by if group_by != "none" else "", "amount"],
-        rows,
-        title=f"Costs since {_date(start)}",
-    )
+    if rows:
+        column = group_by if group_by != "none" else ""
+        table(["day (UTC)", column, "amount"], rows, title=f"Costs since {_date(start)} (UTC)")
+    else:
+        typer.echo(f"No costs since {_date(start)} (UTC).")
+    _summary(client)
+
+
+def _summary(client: openai.OpenAI) -> None:
+    """Month to date and the free training allowance, from ``/v1/afinar/usage`` (Afinar's extension)."""
+    import openai
+
+    try:
+        summary: Any = client.get("/afinar/usage", cast_to=object)
+    except openai.NotFoundError:  # a server without the extension: the costs table is all there is
+        return
+    if not isinstance(summary, dict):
+        return
+    month = summary.get("month_to_date") or {}
+    amount = month.get("amount") or {}
+    if amount:
+        currency = str(amount.get("currency") or "usd").upper()
+        typer.echo(f"Month to date: {float(amount.get('value') or 0):,.6f} {currency}")
+    allowance = summary.get("free_training_allowance") or {}
+    for tier in allowance.get("tiers") or []:
+        typer.echo(
+            f"Free training allowance today ({tier.get('tier')}): {tier.get('remaining_tokens')} of "
+            f"{tier.get('tokens_per_day')} tokens left"
+        )
