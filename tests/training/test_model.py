@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -114,3 +115,18 @@ def test_saved_adapter_reloads_with_same_logits(make_spec: SpecFactory, tmp_path
     served_tok = AutoTokenizer.from_pretrained(out)
     assert served_tok.chat_template == tok.chat_template
     assert served_tok.eos_token == tok.eos_token
+
+
+def test_falls_back_to_padded_when_varlen_is_not_exact(
+    make_spec: SpecFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import afinar.training.model as model_module
+
+    tm = build_model(make_spec(), None)
+    assert model_module.varlen_is_exact(tm.backbone, 400)
+    monkeypatch.setattr(model_module, "varlen_is_exact", lambda backbone, vocab_size: False)
+    tm = build_model(make_spec(), None)
+    assert tm.layout == "padded"
+    assert tm.model.get_base_model().config._attn_implementation == "sdpa"
+    rec = Recorder()
+    assert run_training(make_spec(n_epochs=1), rec) is not None

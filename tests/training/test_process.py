@@ -68,7 +68,7 @@ class Child:
 
 
 def test_pause_with_sigusr1_then_resume(make_spec: SpecFactory, tmp_path: Path) -> None:
-    spec = make_spec(n_epochs=2, step_delay_seconds=0.4)
+    spec = make_spec(n_epochs=2, step_delay_seconds=1.0)
     child = Child(spec, tmp_path)
     started = child.until("started")
     assert started["start_step"] == 0 and started["total_steps"] == 6

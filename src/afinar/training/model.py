@@ -145,9 +145,40 @@ def build_model(spec: TrainSpec, resume_dir: Path | None) -> TrainModel:
         model = inner = causal_lm
         for p in model.parameters():
             p.requires_grad_(True)
+    if layout == "varlen" and not varlen_is_exact(inner.get_decoder(), inner.config.vocab_size):
+        inner.set_attn_implementation("sdpa")
+        layout = "padded"
     model.train()
     softcap = getattr(inner.config, "final_logit_softcapping", None)
     return TrainModel(model, inner.get_decoder(), inner.get_output_embeddings(), softcap, layout)
+
+
+def varlen_is_exact(backbone: torch.nn.Module, vocab_size: int) -> bool:
+    """A packed row of two sequences must give each the hidden states it gets alone.
+
+    Guards against architectures that accept the attention function but do not hand the
+    ``cu_seq_lens`` through to it (which would let sequences attend to each other).
+    """
+    ids = [i % vocab_size for i in range(1, 7)]
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            packed = backbone(
+                input_ids=torch.tensor([ids]),
+                position_ids=torch.tensor([[0, 1, 2, 0, 1, 2]]),
+                cu_seq_lens_q=torch.tensor([0, 3, 6], dtype=torch.int32),
+                cu_seq_lens_k=torch.tensor([0, 3, 6], dtype=torch.int32),
+                max_length_q=3,
+                max_length_k=3,
+                use_cache=False,
+            ).last_hidden_state
+            alone = backbone(input_ids=torch.tensor([ids[3:]]), use_cache=False).last_hidden_state
+        return bool(torch.allclose(packed[:, 3:], alone, atol=1e-4, rtol=1e-4))
+    except (TypeError, ValueError, RuntimeError, KeyError):
+        return False
+    finally:
+        backbone.train(was_training)
 
 
 def label_scores(tm: TrainModel, batch: Batch) -> tuple[torch.Tensor, int, int]:
