@@ -61,6 +61,22 @@ class Settings(BaseSettings):
     free_training_tokens_per_day: int = Field(default=1_000_000, ge=0)
     free_allowance_until: date | None = None
 
+    # Moderation (docs/safety.md): the backend (builtin | guard | off), the score at which a
+    # category is flagged (overridable per category, e.g. {"violence": 0.7}), the built-in
+    # backend's exemplar file and embedding model directory (empty: the bundled ones), the
+    # guard backend's catalogue model and prompt mode (instruction | template), and the training
+    # data screen: a file is blocked when the share of flagged examples exceeds the fraction OR
+    # when more than the given number of examples is flagged (0 turns that second rule off).
+    moderation_backend: str = "builtin"
+    moderation_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    moderation_category_thresholds: dict[str, float] = Field(default_factory=dict)
+    moderation_exemplars_file: Path | None = None
+    moderation_embedding_model: Path | None = None
+    moderation_guard_model: str = ""
+    moderation_guard_prompt: str = "instruction"
+    moderation_screen_max_flagged_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    moderation_screen_max_flagged_examples: int = Field(default=50, ge=0)
+
     # Test/diagnostic knobs (never needed in production)
     train_step_delay_seconds: float = Field(default=0.0, ge=0.0)
 

@@ -52,7 +52,7 @@ def grid(start_time: int, end_time: int, width: str, limit: int, page: str | Non
     begin = first
     if page:
         begin = _page_start(page, first, end_time, size)
-    windows = []
+    windows: list[Window] = []
     at = begin
     while at < end_time and len(windows) < limit:
         windows.append(Window(at, at + size))

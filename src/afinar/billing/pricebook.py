@@ -48,18 +48,21 @@ def _price(raw: Any, where: str) -> Price:
     if missing:
         raise ValueError(f"{where}: missing {', '.join(missing)}")
     free = raw.get("free_training_tokens_per_day")
+    free_where = f"{where}.free_training_tokens_per_day"
     return Price(
         training_per_1m=_int(raw["training_per_1m"], f"{where}.training_per_1m"),
         input_per_1m=_int(raw["input_per_1m"], f"{where}.input_per_1m"),
         output_per_1m=_int(raw["output_per_1m"], f"{where}.output_per_1m"),
-        free_training_tokens_per_day=None if free is None else _int(free, f"{where}.free_training_tokens_per_day"),
+        free_training_tokens_per_day=None if free is None else _int(free, free_where),
     )
 
 
 def _parse(text: str, source: str) -> tuple[dict[str, Price], dict[str, Price]]:
     data = tomllib.loads(text)
     tiers = {name: _price(raw, f"{source}: tiers.{name}") for name, raw in (data.get("tiers") or {}).items()}
-    models = {name: _price(raw, f"{source}: models.{name}") for name, raw in (data.get("models") or {}).items()}
+    models = {
+        name: _price(raw, f"{source}: models.{name}") for name, raw in (data.get("models") or {}).items()
+    }
     return tiers, models
 
 

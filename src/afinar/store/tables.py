@@ -45,6 +45,12 @@ class ApiKey(Base):
     created_at: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
     revoked_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Administration (migration 0005_admin): ``kind`` is admin | project; ``role`` restricts the key
+    # (reader) below its owner's role; the owner is a user or a service account (docs/admin.md).
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    owner_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    owner_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class File(Base):
@@ -210,3 +216,156 @@ class SpendLimit(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (UniqueConstraint("org_id", "scope", name="uq_spend_limits_org_scope"),)
+
+
+# --- Evals (migration 0004_evals) ------------------------------------------------------------------
+
+
+class Eval(Base):
+    """An eval: the shape of its items (``data_source_config``) and its testing criteria."""
+
+    __tablename__ = "evals"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str] = mapped_column(String(256))
+    data_source_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    testing_criteria: Mapped[list[Any]] = mapped_column(JSON)
+    eval_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[int] = mapped_column(Integer)
+
+
+class EvalRun(Base):
+    """One run of an eval over a data source. Queued runs are claimed by workers with a lease
+    (``lease_token`` fences every write, as for jobs); a gate run belongs to a fine-tuning job."""
+
+    __tablename__ = "eval_runs"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    eval_id: Mapped[str] = mapped_column(String(64), index=True)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str | None] = mapped_column(String(600), nullable=True)
+    data_source: Mapped[dict[str, Any]] = mapped_column(JSON)
+    items: Mapped[list[Any]] = mapped_column(JSON)  # the items, read once when the run was created
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    run_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    result_counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    per_testing_criteria_results: Mapped[list[Any]] = mapped_column(JSON)
+    per_model_usage: Mapped[list[Any]] = mapped_column(JSON)
+    completed_items: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    finished_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # gate runs
+    gate_role: Mapped[str | None] = mapped_column(String(16), nullable=True)  # "base" | "tuned"
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class EvalOutputItem(Base):
+    """The outcome of one item of a run: the sample generated (or given) and every grader's result."""
+
+    __tablename__ = "eval_output_items"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("eval_runs.id", ondelete="CASCADE"), index=True)
+    eval_id: Mapped[str] = mapped_column(String(64))
+    org_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(Integer)
+    datasource_item_id: Mapped[int] = mapped_column(Integer)
+    datasource_item: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pass | fail | error
+    results: Mapped[list[Any]] = mapped_column(JSON)
+    sample: Mapped[dict[str, Any]] = mapped_column(JSON)
+    __table_args__ = (UniqueConstraint("run_id", "datasource_item_id", name="uq_eval_output_items_run_item"),)
+
+
+class EvalGate(Base):
+    """A fine-tuning job's promotion rule over an eval, and its verdict once the job has trained."""
+
+    __tablename__ = "eval_gates"
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    eval_id: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending | passed | failed
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    decided_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+# --- Administration (migration 0005_admin) ---------------------------------------------------------
+
+
+class OrgUser(Base):
+    """A person of an organisation: ``owner`` or ``reader`` (a reader's keys only read)."""
+
+    __tablename__ = "org_users"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(256), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    added_at: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (UniqueConstraint("org_id", "email", name="uq_org_users_org_email"),)
+
+
+class ProjectMember(Base):
+    """A user's membership of a project: ``owner`` or ``member``."""
+
+    __tablename__ = "project_members"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    added_at: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (UniqueConstraint("project_id", "user_id", name="uq_project_members_project_user"),)
+
+
+class ServiceAccount(Base):
+    """A bot identity of one project (``owner``, ``member`` or ``none``) that owns project API keys."""
+
+    __tablename__ = "service_accounts"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(Integer)
+
+
+class AuditLog(Base):
+    """Append-only, hash-chained per organisation (``prev_hash`` is unique: the chain cannot fork).
+
+    Holds who did what to which object and when, never content. The migration adds triggers that
+    refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "audit_logs"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    type: Mapped[str] = mapped_column(String(64))
+    effective_at: Mapped[int] = mapped_column(BigInteger)
+    resource_id: Mapped[str | None] = mapped_column(String(600), nullable=True)
+    actor_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor_owner_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("org_id", "prev_hash", name="uq_audit_logs_chain"),)
+
+
+Index("ix_audit_logs_org_seq", AuditLog.org_id, AuditLog.seq)

@@ -7,21 +7,25 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from afinar.store.tables import Job, SpendLimit, TrainingProgress, UsageRecord
+from afinar.store.tables import Job, Project, SpendLimit, TrainingProgress, UsageRecord
 
 
 def _insert(s: Session) -> Any:
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    """The dialect's INSERT (both have ON CONFLICT)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def insert_once(s: Session, values: dict[str, Any]) -> bool:
     """Append a usage record unless one with its key exists; True when this call wrote it."""
-    stmt = _insert(s)(UsageRecord).values(**values).on_conflict_do_nothing(index_elements=["key"])
-    return bool(s.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+    stmt = (
+        _insert(s)(UsageRecord)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(UsageRecord.seq)  # rowcount is not reliable here (psycopg reports -1)
+    )
+    return s.execute(stmt).first() is not None
 
 
 def get(s: Session, key: str) -> UsageRecord | None:
@@ -57,8 +61,11 @@ def inference_cost(s: Session, org_id: str, start: int, end: int, project_id: st
 def note_progress(s: Session, job_id: str, org_id: str, step: int, trained_tokens: int, now: int) -> None:
     row = s.get(TrainingProgress, job_id)
     if row is None:
-        s.add(TrainingProgress(job_id=job_id, org_id=org_id, step=step, trained_tokens=trained_tokens,
-                               updated_at=now))
+        s.add(
+            TrainingProgress(
+                job_id=job_id, org_id=org_id, step=step, trained_tokens=trained_tokens, updated_at=now
+            )
+        )
     else:
         row.step, row.trained_tokens, row.updated_at = step, trained_tokens, now
 
@@ -99,10 +106,19 @@ def put_limit(
     """Create or replace (an upsert: two concurrent writers cannot both insert)."""
     stmt = (
         _insert(s)(SpendLimit)
-        .values(org_id=org_id, scope=scope, project_id=project_id, currency="USD", interval="month",
-                threshold_cents=threshold_cents, created_at=now, updated_at=now)
-        .on_conflict_do_update(index_elements=["org_id", "scope"],
-                               set_={"threshold_cents": threshold_cents, "updated_at": now})
+        .values(
+            org_id=org_id,
+            scope=scope,
+            project_id=project_id,
+            currency="USD",
+            interval="month",
+            threshold_cents=threshold_cents,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_update(
+            index_elements=["org_id", "scope"], set_={"threshold_cents": threshold_cents, "updated_at": now}
+        )
     )
     s.execute(stmt)
     row = s.scalar(
@@ -120,3 +136,7 @@ def delete_limit(s: Session, org_id: str, scope: str) -> bool:
         return False
     s.delete(row)
     return True
+
+
+def project(s: Session, org_id: str, project_id: str) -> Project | None:
+    return s.scalar(select(Project).where(Project.id == project_id, Project.org_id == org_id))

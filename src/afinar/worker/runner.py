@@ -103,6 +103,14 @@ class JobRunner:
             if self.child is not None:
                 self.child.kill()
             self.cleanup_scratch()
+            self._bill_if_cancelled()
+
+    def _bill_if_cancelled(self) -> None:
+        # BILLING HOOK: a cancelled job is billed once for the tokens of its last recorded step.
+        try:
+            self.c.usage.settle_job(self.lease.job_id)
+        except Exception:  # metering never takes the worker down; the usage API settles it later
+            log.exception("job %s: billing the cancelled job failed", self.lease.job_id)
 
     def validate(self, job: Job) -> Job | None:
         try:
@@ -253,6 +261,8 @@ class JobRunner:
             j.current_step = step
             j.estimated_finish = eta
             repo.add_event(s, j, step_message(ev), type_="metrics", data=step_metrics(ev))
+            # BILLING HOOK: tokens trained so far, what a cancellation bills.
+            self.c.usage.note_progress(s, j, step, int(ev.get("trained_tokens") or 0))
 
         self.write(_do)
 
@@ -322,6 +332,8 @@ class JobRunner:
             j.status = JobStatus.SUCCEEDED
             j.fine_tuned_model = j.model_name
             j.trained_tokens = int(ev["trained_tokens"])
+            # BILLING HOOK: the training record, in the same transaction that marks the job succeeded.
+            self.c.usage.bill_training(s, j, j.trained_tokens)
             j.result_files = [results.id]
             j.finished_at = int(time.time())
             j.estimated_finish = None

@@ -51,6 +51,10 @@ def validate_job_files(c: Container, job: Job) -> Validated:
             n_train = report.n_examples
             billable = int(report.billable_tokens_per_epoch or 0)
     resolved = hp.resolve(n_train, job.requested_hyperparameters, method)
+    # BILLING HOOK: a job whose estimated cost exceeds what its spend limits leave fails before training.
+    spend_error = c.usage.job_spend_error(job, billable * resolved.n_epochs)
+    if spend_error is not None:
+        return Validated(None, spend_error, billable)
     return Validated(resolved.to_dict(), None, billable)
 
 
