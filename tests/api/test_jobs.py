@@ -156,3 +156,23 @@ def test_full_run_in_process(client: openai.OpenAI, container, tmp_path: Path) -
     assert job.fine_tuned_model not in {m.id for m in client.models.list()}
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve(job.fine_tuned_model)
+
+
+def test_model_card_and_adapter_export(client: openai.OpenAI, container, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import zipfile
+
+    fid = client.files.create(file=chat_file(tmp_path / "t.jsonl", 10).open("rb"), purpose="fine-tune").id
+    job = client.fine_tuning.jobs.create(model=TINY, training_file=fid, hyperparameters={"n_epochs": 1})
+    run_worker(container)
+    job = client.fine_tuning.jobs.retrieve(job.id)
+    name = str(job.fine_tuned_model)
+    card = client.get(f"/afinar/models/{name}/card", cast_to=object)
+    assert card["base_model"] == TINY and card["trained_tokens"] == job.trained_tokens  # type: ignore[index]
+    assert card["training_files"][0]["sha256"] and card["hyperparameters"]["n_epochs"] == 1  # type: ignore[index]
+    raw = client.get(f"/afinar/models/{name}/adapter", cast_to=openai._legacy_response.HttpxBinaryResponseContent)
+    names = zipfile.ZipFile(io.BytesIO(raw.content)).namelist()
+    assert {"adapter_config.json", "adapter_model.safetensors", "model_card.json"} <= set(names)
+    assert not any(n.endswith(".pt") for n in names)
+    with pytest.raises(openai.BadRequestError):
+        client.get(f"/afinar/models/{TINY}/card", cast_to=object)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from afinar.domain.models import ServableModel
 from afinar.errors import InvalidRequest, NotFound
 from afinar.ids import parse_model_name
 from afinar.store import jobs as repo
+from afinar.worker.card import CARD_NAME, read_card
 
 if TYPE_CHECKING:
     from afinar.services.container import Container
@@ -76,6 +81,45 @@ class ModelsService:
         for p in paths:
             shutil.rmtree(p, ignore_errors=True)
         return name
+
+    def adapter_dir(self, org_id: str, name: str) -> Path:
+        """The adapter directory of one of the caller's fine-tuned models or checkpoints."""
+        servable = self.resolve_servable(org_id, name)
+        if servable.adapter_path is None:
+            raise InvalidRequest(
+                f"'{name}' is a base model: only fine-tuned models have a card and an adapter.", param="model"
+            )
+        return servable.adapter_path
+
+    def card(self, org_id: str, name: str) -> dict[str, Any]:
+        adapter = self.adapter_dir(org_id, name)
+        ref = parse_model_name(name)
+        card = read_card(adapter) or read_card(self._final_dir(org_id, ref.fine_tuned or name)) or {}
+        return {"object": "afinar.model_card", "id": name, **card}
+
+    def _final_dir(self, org_id: str, name: str) -> Path:
+        with self.c.db.session() as s:
+            model = repo.get_model(s, org_id, name)
+        return Path(model.adapter_path) if model else Path("/nonexistent")
+
+    def export_archive(self, org_id: str, name: str) -> Iterator[bytes]:
+        """A zip of the PEFT adapter (weights, config, tokenizer) with its model card, streamed."""
+        adapter = self.adapter_dir(org_id, name)
+        card = self.card(org_id, name)
+        buf = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(adapter.rglob("*")):
+                if path.is_file() and path.name not in (CARD_NAME, "optimizer.pt", "state.json"):
+                    zf.write(path, path.relative_to(adapter).as_posix())
+            zf.writestr(CARD_NAME, json.dumps(card, indent=2, sort_keys=True))
+        buf.seek(0)
+
+        def chunks() -> Iterator[bytes]:
+            with buf:
+                while chunk := buf.read(1024 * 1024):
+                    yield chunk
+
+        return chunks()
 
     def _unload(self, adapter_path: Path) -> None:
         engine = self.c._engine  # only an engine that exists can hold the adapter

@@ -20,6 +20,7 @@ from afinar.errors import LeaseLost
 from afinar.queue.leases import Lease, fence, heartbeat, release
 from afinar.store import jobs as repo
 from afinar.store.tables import Checkpoint, FineTunedModel, Job
+from afinar.worker.card import build_card, write_card
 from afinar.worker.child import TrainingChild
 from afinar.worker.results import results_csv
 from afinar.worker.validate import validate_job_files
@@ -311,6 +312,11 @@ class JobRunner:
         with self.c.db.session() as s:
             job = fence(s, self.lease, self.settings.lease_seconds)
             metrics = [e.data for e in repo.metrics_events(s, job.id) if e.data]
+        checks: dict[str, Any] = {}
+        write_card(
+            Path(ev["adapter_path"]),
+            build_card(self.c, job, trained_tokens=int(ev["trained_tokens"]), metrics=metrics, checks=checks),
+        )
         csv_bytes = results_csv(metrics, as_base64=self.settings.results_csv_base64)
         results = self.c.files.store(
             job.org_id, "step_metrics.csv", "fine-tune-results", [csv_bytes], project_id=job.project_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
 
 from afinar.api.deps import get_container, get_principal
 from afinar.services.container import Container
@@ -21,6 +22,24 @@ def model_object(m: ModelInfo) -> dict[str, Any]:
 @router.get("/models")
 def list_models(p: Principal = Depends(get_principal), c: Container = Depends(get_container)) -> dict[str, Any]:
     return {"object": "list", "data": [model_object(m) for m in c.models.list(p.org_id, p.org_slug)]}
+
+
+@router.get("/afinar/models/{model:path}/card")
+def model_card(
+    model: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    return c.models.card(p.org_id, model)
+
+
+@router.get("/afinar/models/{model:path}/adapter")
+def model_adapter(
+    model: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> StreamingResponse:
+    chunks = c.models.export_archive(p.org_id, model)
+    filename = model.replace(":", "_") + ".zip"
+    return StreamingResponse(
+        chunks, media_type="application/zip", headers={"content-disposition": f'attachment; filename="{filename}"'}
+    )
 
 
 @router.get("/models/{model:path}")

@@ -1,0 +1,66 @@
+"""The model card: what a fine-tuned model is, how it was made, and what checked it.
+
+Written as ``model_card.json`` next to the adapter when the job publishes the model, so it
+travels with every export. Gates (safety, evals) add their verdicts under ``checks``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from afinar.services.container import Container
+    from afinar.store.tables import Job
+
+CARD_NAME = "model_card.json"
+
+
+def build_card(
+    c: Container, job: Job, *, trained_tokens: int, metrics: list[dict[str, Any]], checks: dict[str, Any]
+) -> dict[str, Any]:
+    files = []
+    for role, fid in (("training", job.training_file), ("validation", job.validation_file)):
+        if fid is None:
+            continue
+        try:
+            row = c.files.get(job.org_id, fid)
+            files.append({"role": role, "id": fid, "filename": row.filename, "bytes": row.bytes, "sha256": row.sha256})
+        except Exception:  # the file was deleted since: its id is still worth recording
+            files.append({"role": role, "id": fid})
+    entry = c.catalog.get(job.model)
+    last = metrics[-1] if metrics else {}
+    return {
+        "model": job.model_name,
+        "base_model": job.model,
+        "base_model_source": entry.source if entry else None,
+        "method": {"type": job.method.get("type", "supervised"), "adapter": "lora"},
+        "hyperparameters": job.resolved_hyperparameters,
+        "seed": job.seed,
+        "job_id": job.id,
+        "organization_id": job.org_id,
+        "training_files": files,
+        "trained_tokens": trained_tokens,
+        "final_metrics": {k: v for k, v in last.items() if k != "total_steps"},
+        "checks": checks,
+        "created_at": int(time.time()),
+    }
+
+
+def write_card(adapter_dir: Path, card: dict[str, Any]) -> Path:
+    target = Path(adapter_dir) / CARD_NAME
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(card, indent=2, sort_keys=True))
+    os.replace(tmp, target)
+    return target
+
+
+def read_card(adapter_dir: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((Path(adapter_dir) / CARD_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return data
