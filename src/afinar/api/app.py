@@ -9,7 +9,8 @@ from fastapi import FastAPI, Request, Response
 
 from afinar import __version__
 from afinar.api import errors
-from afinar.api.routes import chat, files, health, jobs, models, reports
+from afinar.api.routes import admin, chat, evals, files, health, jobs, models, moderations, reports, usage
+from afinar.dashboard.router import router as dashboard
 from afinar.services.container import Container
 
 
@@ -25,6 +26,10 @@ def create_app(container: Container) -> FastAPI:
         return response
 
     app.include_router(health.router)
-    for module in (files, jobs, models, chat, reports):
+    for module in (files, jobs, models, chat, reports, usage):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(moderations.router, prefix="/v1")
+    app.include_router(admin.router, prefix="/v1")
+    app.include_router(evals.router, prefix="/v1")
+    app.include_router(dashboard)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -97,6 +97,16 @@ async def checked_viewer(request: Request) -> Viewer:
     return v
 
 
+def default_model(request: Request, wanted: str | None = None) -> str:
+    """The wanted base model if the catalogue has it, else the configured default, else the first."""
+    c = container(request)
+    ids = c.catalog.ids()
+    for candidate in (wanted, c.settings.default_model):
+        if candidate in ids:
+            return str(candidate)
+    return ids[0]
+
+
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     v: Viewer | None = context.pop("viewer", None)
     html = render(
@@ -139,7 +149,7 @@ def _error(request: Request, status: int, title: str, message: str) -> Response:
 class DashboardRoute(APIRoute):
     """Turns sign-in, CSRF and domain errors into pages, and adds the security headers."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
@@ -148,8 +158,12 @@ class DashboardRoute(APIRoute):
             except SignInRequired:
                 response = _signin_redirect(request)
             except CsrfRejected:
-                response = _error(request, 403, "Request refused",
-                                  "This form has expired or came from another site. Reload the page and try again.")
+                response = _error(
+                    request,
+                    403,
+                    "Request refused",
+                    "This form has expired or came from another site. Reload the page and try again.",
+                )
             except AfinarError as exc:
                 response = _error(request, status_for(exc), "Something is not right", exc.message)
             for key, value in SECURITY_HEADERS.items():

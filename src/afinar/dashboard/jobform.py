@@ -70,5 +70,7 @@ class JobForm:
             try:
                 body["seed"] = int(self.seed)
             except ValueError:
-                raise InvalidRequest(f"Seed must be a whole number, not '{self.seed}'.", param="seed") from None
+                raise InvalidRequest(
+                    f"Seed must be a whole number, not '{self.seed}'.", param="seed"
+                ) from None
         return body

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from afinar.catalog.registry import BaseModelEntry
+from afinar.errors import AfinarError, NotFound
 from afinar.ids import parse_model_name
 
 if TYPE_CHECKING:
@@ -35,6 +34,8 @@ class ModelCard:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     adapter_files: list[tuple[str, int]] = field(default_factory=list)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    training_filename: str = ""
+    published: dict[str, Any] = field(default_factory=dict)  # the card written when the model was published
 
 
 def rows(infos: list[ModelInfo]) -> list[ModelRow]:
@@ -63,27 +64,22 @@ def card(c: Container, org_id: str, org_slug: str, name: str) -> ModelCard:
     if result.job is not None:
         result.checkpoints = c.jobs.checkpoints(org_id, result.job.id, after=None, limit=10).items
         result.hyperparameters = dict(result.job.resolved_hyperparameters or {})
+        try:
+            result.training_filename = c.files.get(org_id, result.job.training_file).filename
+        except NotFound:
+            result.training_filename = f"{result.job.training_file} (deleted)"
+    try:
+        result.published = c.models.card(org_id, name)
+    except AfinarError:
+        result.published = {}
     adapter = c.resolve_servable(org_id, name).adapter_path
     if adapter is not None and Path(adapter).is_dir():
         result.adapter_files = sorted(
-            (p.relative_to(adapter).as_posix(), p.stat().st_size) for p in Path(adapter).rglob("*") if p.is_file()
+            (p.relative_to(adapter).as_posix(), p.stat().st_size)
+            for p in Path(adapter).rglob("*")
+            if p.is_file()
         )
     return result
-
-
-def adapter_zip(c: Container, org_id: str, name: str) -> Path:
-    """A temporary zip of the model's adapter directory (the caller deletes it)."""
-    adapter = c.resolve_servable(org_id, name).adapter_path
-    if adapter is None or not Path(adapter).is_dir():
-        from afinar.errors import InvalidRequest
-
-        raise InvalidRequest(f"The model '{name}' has no adapter to download.", param="model")
-    fd, tmp = tempfile.mkstemp(suffix=".zip")
-    with open(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
-        for p in sorted(Path(adapter).rglob("*")):
-            if p.is_file():
-                zf.write(p, p.relative_to(adapter).as_posix())
-    return Path(tmp)
 
 
 def archive_name(name: str) -> str:

@@ -1,51 +1,36 @@
-"""Training prices for estimates, from the billing price book (None where it cannot price)."""
+"""What a job would cost, from the billing price book and today's free allowance (None if unpriced)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from afinar.services.container import Container
+if TYPE_CHECKING:
+    from afinar.services.container import Container
 
 log = logging.getLogger(__name__)
 
 
-def pricebook(c: Container) -> Any:
-    """The container's price book, else the bundled one with the operator's file; None if absent."""
-    book = getattr(c, "pricebook", None)
-    if book is not None:
-        return book
+@dataclass(frozen=True)
+class Quote:
+    list_price: int  # micro-dollars for every billable token
+    to_pay: int  # micro-dollars once today's free training tokens are used
+    free_left: int  # free training tokens left today for the model's tier
+
+
+def training_quote(c: Container, org_id: str, base_model: str, tokens: int) -> Quote | None:
     try:
-        from afinar.billing.pricebook import PriceBook
-    except ImportError:
+        from afinar.billing.rating import cost, training_estimate
+
+        usage = c.usage
+        tier, price = usage.price_of(base_model)
+        free_left = usage.allowance_today(org_id, tier).left
+        return Quote(
+            list_price=cost(tokens, price.training_per_1m),
+            to_pay=training_estimate(tokens, price.training_per_1m, free_left),
+            free_left=free_left,
+        )
+    except Exception:  # no billing on this server, or no price for this model: show tokens and time only
+        log.info("no training price for %s", base_model, exc_info=True)
         return None
-    try:
-        return PriceBook.load(getattr(c.settings, "pricebook_file", None))
-    except Exception:
-        log.exception("the price book could not be read")
-        return None
-
-
-def training_cost(c: Container, base_model: str, tokens: int) -> int | None:
-    """List price in micro-dollars of training ``tokens`` on ``base_model`` (before any free allowance)."""
-    book = pricebook(c)
-    entry = c.catalog.get(base_model)
-    if book is None or entry is None:
-        return None
-    try:
-        from afinar.billing.rating import cost
-
-        return int(cost(tokens, book.price(entry.id, entry.tier).training_per_1m))
-    except Exception:
-        log.exception("could not price %s", base_model)
-        return None
-
-
-def usd(micros: int | None) -> str:
-    """``1234567`` → ``$1.23``, with more digits for amounts under a cent."""
-    if micros is None:
-        return "—"
-    dollars = micros / 1_000_000
-    if 0 < micros < 10_000:
-        return f"${dollars:.4f}"
-    return f"${dollars:,.2f}"

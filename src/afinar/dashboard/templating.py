@@ -59,6 +59,14 @@ def size(n: int | None) -> str:
     return f"{n} B"
 
 
+def usd(micros: int | None) -> str:
+    """Micro-dollars as ``$1.23`` (more digits under a cent)."""
+    if micros is None:
+        return "—"
+    dollars = micros / 1_000_000
+    return f"${dollars:.4f}" if 0 < micros < 10_000 else f"${dollars:,.2f}"
+
+
 def status_label(status: str) -> str:
     return STATUS_LABEL.get(status, status.replace("_", " ").capitalize())
 
@@ -72,9 +80,15 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        when=when, duration=duration, until=until, number=number, size=size, status_label=status_label
+        when=when,
+        duration=duration,
+        until=until,
+        number=number,
+        size=size,
+        usd=usd,
+        status_label=status_label,
     )
-    env.globals["version"] = __version__
+    env.globals.update(version=__version__, number=number, usd=usd)
     return env
 
 

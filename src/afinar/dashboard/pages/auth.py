@@ -35,7 +35,12 @@ def safe_next(target: str | None) -> str:
 def _signin_page(request: Request, next_url: str, error: str = "", status: int = 200) -> Response:
     nonce = secrets.token_urlsafe(24)
     response = page(
-        request, "signin.html", status, token=sessions(request).signin_token(nonce), next=next_url, error=error
+        request,
+        "signin.html",
+        status,
+        token=sessions(request).signin_token(nonce),
+        next=next_url,
+        error=error,
     )
     secure = request.url.scheme == "https"
     response.set_cookie(SIGNIN_COOKIE, nonce, max_age=3600, httponly=True, samesite="strict", secure=secure)

@@ -8,8 +8,17 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from afinar.dashboard.deps import DashboardRoute, Viewer, checked_viewer, container, page, redirect, viewer
-from afinar.dashboard.pricing import training_cost
+from afinar.dashboard.deps import (
+    DashboardRoute,
+    Viewer,
+    checked_viewer,
+    container,
+    default_model,
+    page,
+    redirect,
+    viewer,
+)
+from afinar.dashboard.pricing import training_quote
 from afinar.errors import InvalidRequest
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
@@ -20,22 +29,18 @@ def _chunks(upload: UploadFile) -> Iterator[bytes]:
         yield chunk
 
 
-def default_model(request: Request, wanted: str | None = None) -> str:
-    """The wanted base model if the catalogue has it, else the configured default, else the first."""
-    c = container(request)
-    ids = c.catalog.ids()
-    for candidate in (wanted, c.settings.default_model):
-        if candidate in ids:
-            return str(candidate)
-    return ids[0]
-
-
 def _files_page(request: Request, v: Viewer, error: str = "", status: int = 200) -> Response:
     c = container(request)
     files = c.files.list(v.org_id, after=None, limit=200, order="desc", purpose=None).items
     return page(
-        request, "files.html", status, viewer=v, files=files, models=c.catalog.ids(),
-        model=default_model(request, request.query_params.get("model")), error=error,
+        request,
+        "files.html",
+        status,
+        viewer=v,
+        files=files,
+        models=c.catalog.ids(),
+        model=default_model(request, request.query_params.get("model")),
+        error=error,
     )
 
 
@@ -54,7 +59,12 @@ async def upload(request: Request, v: Viewer = Depends(checked_viewer)) -> Respo
         return _files_page(request, v, "Choose a JSONL file to upload.", 400)
     try:
         row = await run_in_threadpool(
-            c.files.create, v.org_id, upload.filename, "fine-tune", _chunks(upload), project_id=v.principal.project_id
+            c.files.create,
+            v.org_id,
+            upload.filename,
+            "fine-tune",
+            _chunks(upload),
+            project_id=v.principal.project_id,
         )
     except InvalidRequest as exc:
         return _files_page(request, v, exc.message, 400)
@@ -62,22 +72,30 @@ async def upload(request: Request, v: Viewer = Depends(checked_viewer)) -> Respo
 
 
 @router.get("/files/{file_id}")
-def file_page(request: Request, file_id: str, model: str | None = None, v: Viewer = Depends(viewer)) -> Response:
+def file_page(
+    request: Request, file_id: str, model: str | None = None, v: Viewer = Depends(viewer)
+) -> Response:
     c = container(request)
     row = c.files.get(v.org_id, file_id)
-    return page(request, "file.html", viewer=v, file=row, models=c.catalog.ids(), model=default_model(request, model))
+    return page(
+        request, "file.html", viewer=v, file=row, models=c.catalog.ids(), model=default_model(request, model)
+    )
 
 
 @router.get("/files/{file_id}/report")
-def file_report(request: Request, file_id: str, model: str | None = None, v: Viewer = Depends(viewer)) -> Response:
+def file_report(
+    request: Request, file_id: str, model: str | None = None, v: Viewer = Depends(viewer)
+) -> Response:
     c = container(request)
     model = default_model(request, model)
     report = c.reports.file_report(v.org_id, file_id, model=model, method="supervised")
     estimate = None
     if report["job_error"] is None and report.get("n_tokenized"):
         estimate = c.reports.estimate(v.org_id, {"model": model, "training_file": file_id})
-    cost = training_cost(c, model, estimate["billable_tokens"]) if estimate else None
-    return page(request, "_report.html", viewer=v, report=report, estimate=estimate, cost=cost, file_id=file_id)
+    cost = training_quote(c, v.org_id, model, estimate["billable_tokens"]) if estimate else None
+    return page(
+        request, "_report.html", viewer=v, report=report, estimate=estimate, cost=cost, file_id=file_id
+    )
 
 
 @router.post("/files/{file_id}/delete")

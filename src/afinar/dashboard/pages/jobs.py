@@ -7,12 +7,21 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from afinar.dashboard.deps import DashboardRoute, Viewer, checked_viewer, container, page, redirect, viewer
+from afinar.dashboard.deps import (
+    DashboardRoute,
+    Viewer,
+    checked_viewer,
+    container,
+    default_model,
+    page,
+    redirect,
+    viewer,
+)
 from afinar.dashboard.jobform import LABELS, JobForm
-from afinar.dashboard.pages.files import default_model
-from afinar.dashboard.pricing import training_cost
+from afinar.dashboard.pricing import training_quote
 from afinar.dashboard.progress import SHOWN_EVENTS, all_events, last_losses, progress, series
 from afinar.errors import AfinarError, InvalidRequest, NotFound
+from afinar.services.container import Container
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 ACTIONS = ("cancel", "pause", "resume")
@@ -20,7 +29,9 @@ ACTIONS = ("cancel", "pause", "resume")
 
 @router.get("/jobs")
 def jobs_page(request: Request, v: Viewer = Depends(viewer)) -> Response:
-    jobs = container(request).jobs.list(v.org_id, after=None, limit=100, metadata=None, no_metadata=False).items
+    jobs = (
+        container(request).jobs.list(v.org_id, after=None, limit=100, metadata=None, no_metadata=False).items
+    )
     rows = [(j, progress(j)) for j in jobs]
     live = any(not p.done for _, p in rows)
     template = "_jobs_table.html" if request.headers.get("hx-request") == "true" else "jobs.html"
@@ -32,8 +43,16 @@ def _form_page(request: Request, v: Viewer, form: JobForm, error: AfinarError | 
     files = c.files.list(v.org_id, after=None, limit=200, order="desc", purpose="fine-tune").items
     field = (error.param or "").rsplit(".", 1)[-1] if error else ""
     return page(
-        request, "job_new.html", 400 if error else 200, viewer=v, form=form, files=files,
-        models=c.catalog.ids(), labels=LABELS, error=error.message if error else "", error_field=field,
+        request,
+        "job_new.html",
+        400 if error else 200,
+        viewer=v,
+        form=form,
+        files=files,
+        models=c.catalog.ids(),
+        labels=LABELS,
+        error=error.message if error else "",
+        error_field=field,
     )
 
 
@@ -56,7 +75,7 @@ def estimate_fragment(request: Request, v: Viewer = Depends(viewer)) -> Response
             est = c.reports.estimate(v.org_id, form.body())
             context["estimate"] = est
             if est.get("billable_tokens") is not None:
-                context["cost"] = training_cost(c, form.model, est["billable_tokens"])
+                context["cost"] = training_quote(c, v.org_id, form.model, est["billable_tokens"])
         except (InvalidRequest, NotFound) as exc:
             context["message"] = exc.message
     return page(request, "_estimate.html", viewer=v, **context)
@@ -83,9 +102,27 @@ def _live_context(request: Request, v: Viewer, job_id: str) -> dict[str, Any]:
     checkpoints = c.jobs.checkpoints(v.org_id, job_id, after=None, limit=10).items
     shown = [e for e in reversed(events)][:SHOWN_EVENTS]
     return {
-        "viewer": v, "job": job, "progress": progress(job), "events": shown, "n_events": len(events),
-        "checkpoints": checkpoints, "last_train": train, "last_valid": valid, "n_points": len(points["steps"]),
+        "viewer": v,
+        "job": job,
+        "progress": progress(job),
+        "events": shown,
+        "n_events": len(events),
+        "checkpoints": checkpoints,
+        "last_train": train,
+        "last_valid": valid,
+        "n_points": len(points["steps"]),
+        "filenames": _filenames(c, v.org_id, [job.training_file, job.validation_file]),
     }
+
+
+def _filenames(c: Container, org_id: str, file_ids: list[str | None]) -> dict[str, str]:
+    out = {}
+    for fid in filter(None, file_ids):
+        try:
+            out[fid] = c.files.get(org_id, fid).filename
+        except NotFound:
+            out[fid] = f"{fid} (deleted)"
+    return out
 
 
 @router.get("/jobs/{job_id}")
@@ -95,7 +132,7 @@ def job_page(request: Request, job_id: str, v: Viewer = Depends(viewer)) -> Resp
 
 @router.get("/jobs/{job_id}/live")
 def job_live(request: Request, job_id: str, v: Viewer = Depends(viewer)) -> Response:
-    return page(request, "_job_live.html", **_live_context(request, v, job_id))
+    return page(request, "_job_poll.html", oob=True, **_live_context(request, v, job_id))
 
 
 @router.get("/jobs/{job_id}/metrics.json")
@@ -103,7 +140,9 @@ def job_metrics(request: Request, job_id: str, v: Viewer = Depends(viewer)) -> R
     c = container(request)
     job = c.jobs.get(v.org_id, job_id)
     data = series(all_events(c, v.org_id, job_id))
-    return JSONResponse({**data, "total_steps": job.total_steps, "status": job.status, "done": progress(job).done})
+    return JSONResponse(
+        {**data, "total_steps": job.total_steps, "status": job.status, "done": progress(job).done}
+    )
 
 
 @router.post("/jobs/{job_id}/{action}")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from afinar.dashboard import modelcard
@@ -23,10 +20,11 @@ def models_page(request: Request, v: Viewer = Depends(viewer)) -> Response:
 
 @router.get("/models/{name:path}/adapter.zip")
 async def download_adapter(request: Request, name: str, v: Viewer = Depends(viewer)) -> Response:
-    path = await run_in_threadpool(modelcard.adapter_zip, container(request), v.org_id, name)
-    return FileResponse(
-        path, media_type="application/zip", filename=modelcard.archive_name(name),
-        background=BackgroundTask(os.unlink, path),
+    """The adapter (weights, config, tokenizer) with its model card, as the models service exports it."""
+    chunks = await run_in_threadpool(container(request).models.export_archive, v.org_id, name)
+    disposition = f'attachment; filename="{modelcard.archive_name(name)}"'
+    return StreamingResponse(
+        chunks, media_type="application/zip", headers={"Content-Disposition": disposition}
     )
 
 

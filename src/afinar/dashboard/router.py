@@ -1,0 +1,11 @@
+"""The dashboard's routes, for ``create_app`` to include (pages at ``/``, assets at ``/static``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from afinar.dashboard.pages import auth, files, home, jobs, models, playground, static, usage
+
+router = APIRouter(include_in_schema=False)
+for module in (static, auth, home, files, jobs, models, playground, usage):
+    router.include_router(module.router)
