@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     moderation_screen_max_flagged_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
     moderation_screen_max_flagged_examples: int = Field(default=50, ge=0)
 
+    # Limits (docs/admin.md): requests per minute per API key (429 with retry-after; 0: off), and
+    # jobs of one organisation trained at once (more stay queued until one ends; 0: no limit).
+    rate_limit_per_minute: int = Field(default=0, ge=0)
+    max_concurrent_jobs_per_org: int = Field(default=0, ge=0)
+
     # Test/diagnostic knobs (never needed in production)
     train_step_delay_seconds: float = Field(default=0.0, ge=0.0)
 

@@ -25,8 +25,11 @@ NO_EOS = {"logit_bias": {EOS_ID: -100}}
 
 def sse(http: Any, key: str, **body: Any) -> list[Any]:
     """POST with stream=true and return the parsed ``data:`` payloads (``[DONE]`` kept as a string)."""
-    r = http.post("/v1/chat/completions", json={"model": MODEL, "messages": HELLO, "stream": True, **body},
-                  headers={"Authorization": f"Bearer {key}"})
+    r = http.post(
+        "/v1/chat/completions",
+        json={"model": MODEL, "messages": HELLO, "stream": True, **body},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     out: list[Any] = []
     for block in r.text.split("\n\n"):
@@ -52,8 +55,16 @@ def test_create_non_streaming(client: openai.OpenAI) -> None:
 
 
 def test_n_seed_and_logprobs(client: openai.OpenAI) -> None:
-    kwargs: dict[str, Any] = {"model": MODEL, "messages": HELLO, "max_completion_tokens": 4, "n": 2, "seed": 11,
-                              "logprobs": True, "top_logprobs": 2, **NO_EOS}
+    kwargs: dict[str, Any] = {
+        "model": MODEL,
+        "messages": HELLO,
+        "max_completion_tokens": 4,
+        "n": 2,
+        "seed": 11,
+        "logprobs": True,
+        "top_logprobs": 2,
+        **NO_EOS,
+    }
     r = client.chat.completions.create(**kwargs)
     assert [c.index for c in r.choices] == [0, 1]
     assert r.usage is not None and r.usage.completion_tokens == 8
@@ -67,8 +78,11 @@ def test_n_seed_and_logprobs(client: openai.OpenAI) -> None:
 
 def test_json_object_reply_starts_with_brace(client: openai.OpenAI) -> None:
     r = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Answer in JSON."}], max_tokens=3,
-        response_format={"type": "json_object"}, **NO_EOS,
+        model=MODEL,
+        messages=[{"role": "user", "content": "Answer in JSON."}],
+        max_tokens=3,
+        response_format={"type": "json_object"},
+        **NO_EOS,
     )
     assert (r.choices[0].message.content or "").startswith("{")
     with pytest.raises(openai.BadRequestError) as err:
@@ -76,15 +90,23 @@ def test_json_object_reply_starts_with_brace(client: openai.OpenAI) -> None:
     assert err.value.param == "messages"
 
 
-def test_stream_helper_and_chunk_shapes(client: openai.OpenAI) -> None:
-    with client.chat.completions.stream(model=MODEL, messages=HELLO, max_tokens=6, temperature=0,
-                                        **NO_EOS) as stream:
+def test_stream_helper(client: openai.OpenAI) -> None:
+    kwargs: dict[str, Any] = {
+        "model": MODEL,
+        "messages": HELLO,
+        "temperature": 1.0,
+        "seed": 4,
+        "max_tokens": 16,
+        **NO_EOS,
+    }
+    full = client.chat.completions.create(**kwargs).choices[0].message.content or ""
+    starts = [i for i in range(2, len(full) - 2) if "\ufffd" not in full[i : i + 2]]
+    stop = full[starts[0] : starts[0] + 2]
+    with client.chat.completions.stream(**kwargs, stop=stop) as stream:
         text = "".join(e.delta for e in stream if e.type == "content.delta")
-        final = stream.get_final_completion()
-    assert final.choices[0].message.content == text
-    assert final.choices[0].finish_reason == "length"
-    plain = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=6, temperature=0, **NO_EOS)
-    assert plain.choices[0].message.content == text
+        final = stream.get_final_completion()  # raises on finish_reason "length", hence the stop
+    assert text == full[: full.find(stop)] == final.choices[0].message.content
+    assert final.choices[0].finish_reason == "stop"
 
 
 def test_stream_wire_format_without_usage(http: Any, settings: Any) -> None:
@@ -100,8 +122,9 @@ def test_stream_wire_format_without_usage(http: Any, settings: Any) -> None:
 
 
 def test_stream_include_usage(http: Any, settings: Any) -> None:
-    events = sse(http, settings.bootstrap_api_key, max_tokens=3, n=2, stream_options={"include_usage": True},
-                 **NO_EOS)
+    events = sse(
+        http, settings.bootstrap_api_key, max_tokens=3, n=2, stream_options={"include_usage": True}, **NO_EOS
+    )
     assert events[-1] == "[DONE]"
     *normal, usage_chunk = [ChatCompletionChunk.model_validate(e) for e in events[:-1]]
     assert all("usage" in e and e["usage"] is None for e in events[:-2])
@@ -114,12 +137,18 @@ def test_async_client_create_and_stream(app: Any, settings: Any) -> None:
     async def main() -> tuple[str, str]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            client = openai.AsyncOpenAI(base_url="http://testserver/v1", api_key=settings.bootstrap_api_key,
-                                        http_client=http, max_retries=0)
-            r = await client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4, temperature=0,
-                                                     **NO_EOS)
-            stream = await client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4,
-                                                          temperature=0, stream=True, **NO_EOS)
+            client = openai.AsyncOpenAI(
+                base_url="http://testserver/v1",
+                api_key=settings.bootstrap_api_key,
+                http_client=http,
+                max_retries=0,
+            )
+            r = await client.chat.completions.create(
+                model=MODEL, messages=HELLO, max_tokens=4, temperature=0, **NO_EOS
+            )
+            stream = await client.chat.completions.create(
+                model=MODEL, messages=HELLO, max_tokens=4, temperature=0, stream=True, **NO_EOS
+            )
             pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
             return r.choices[0].message.content or "", "".join(pieces)
 
@@ -133,8 +162,15 @@ def test_errors(client: openai.OpenAI) -> None:
     assert err.value.code == "model_not_found"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="no-such-model", messages=HELLO, stream=True)
-    image = [{"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                           {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]
+    image = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+            ],
+        }
+    ]
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model=MODEL, messages=image)  # type: ignore[arg-type]
     assert "text-only" in err.value.message and err.value.param == "messages[0].content[1]"
@@ -152,8 +188,13 @@ def test_errors(client: openai.OpenAI) -> None:
     assert err.value.param == "stream_options"
 
 
-def test_fine_tuned_adapter_is_served(client: openai.OpenAI, container: Any, tiny_model_dir: Path,
-                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fine_tuned_adapter_is_served(
+    client: openai.OpenAI,
+    container: Any,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from afinar.domain.models import ServableModel
     from tests.inference.support import make_adapter
 
@@ -200,10 +241,14 @@ class ScriptedEngine:
         return collect([e async for e in self.stream(request)], request.params.n)
 
 
-TOOLS = [{"type": "function", "function": {"name": "get_order", "parameters": {"type": "object"}}},
-         {"type": "function", "function": {"name": "refund", "parameters": {"type": "object"}}}]
-CALLS = ('<tool_call>\n{"name": "get_order", "arguments": {"id": 42}}\n</tool_call>\n'
-         '<tool_call>\n{"name": "refund", "arguments": {"id": 42, "full": true}}\n</tool_call>')
+TOOLS = [
+    {"type": "function", "function": {"name": "get_order", "parameters": {"type": "object"}}},
+    {"type": "function", "function": {"name": "refund", "parameters": {"type": "object"}}},
+]
+CALLS = (
+    '<tool_call>\n{"name": "get_order", "arguments": {"id": 42}}\n</tool_call>\n'
+    '<tool_call>\n{"name": "refund", "arguments": {"id": 42, "full": true}}\n</tool_call>'
+)
 
 
 def test_tool_calls_non_streaming_and_streaming(client: openai.OpenAI, container: Any) -> None:
@@ -225,13 +270,21 @@ def test_tool_calls_non_streaming_and_streaming(client: openai.OpenAI, container
     assert streamed.finish_reason == "tool_calls"
     assert [c.function.name for c in streamed.message.tool_calls or []] == ["get_order", "refund"]
 
-    client.chat.completions.create(model=MODEL, messages=HELLO, tools=TOOLS,  # type: ignore[arg-type]
-                                   tool_choice={"type": "function", "function": {"name": "refund"}})
+    client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        tools=TOOLS,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "refund"}},
+    )
     assert engine.requests[-1].response_prefix.startswith('<tool_call>\n{"name": "refund"')
     client.chat.completions.create(model=MODEL, messages=HELLO, tools=TOOLS, tool_choice="none")  # type: ignore[arg-type]
     assert engine.requests[-1].tools is None
-    r = client.chat.completions.create(model=MODEL, messages=HELLO, tools=TOOLS,  # type: ignore[arg-type]
-                                       parallel_tool_calls=False)
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        tools=TOOLS,  # type: ignore[arg-type]
+        parallel_tool_calls=False,
+    )
     assert len(r.choices[0].message.tool_calls or []) == 1
 
 

@@ -32,8 +32,17 @@ def foreign(client: openai.OpenAI, container, tmp_path: Path) -> dict[str, str]:
     with container.db.session() as s:
         project = default_project(s, job.organization_id)
         assert project is not None
+    from afinar.services.admin import AdminService
+    from afinar.services.orgs import authenticate
+
+    admin, org = AdminService(container), job.organization_id
+    account, key, _ = admin.create_service_account(org, project.id, {"name": "bot"})
+    user = admin.add_user(org, "ana@example.com", role="owner")
+    admin.add_member(org, project.id, {"user_id": user.id, "role": "member"})
+    assert key is not None
     return {"file_id": fid, "job_id": job.id, "model": str(job.fine_tuned_model), "checkpoint": ckpt,
-            "project_id": project.id}
+            "project_id": project.id, "key_id": authenticate(container.db, "sk-test-key").key_id,
+            "api_key_id": key.id, "service_account_id": account.id, "user_id": user.id}
 
 
 @pytest.fixture
@@ -53,6 +62,10 @@ PARAM_VALUES = {
     "project_id": "project_id",
     "eval_id": "job_id",
     "run_id": "job_id",
+    "key_id": "key_id",
+    "api_key_id": "api_key_id",
+    "service_account_id": "service_account_id",
+    "user_id": "user_id",
 }
 
 

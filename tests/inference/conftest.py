@@ -10,7 +10,9 @@ import pytest
 from tests.inference.support import make_adapter
 from tests.support.tiny_model import CHATML_TEMPLATE
 
-OTHER_TEMPLATE = CHATML_TEMPLATE.replace("You are a helpful assistant.", "You are SkateBot, a shop assistant for skateboards.")
+OTHER_TEMPLATE = CHATML_TEMPLATE.replace(
+    "You are a helpful assistant.", "You are SkateBot, a shop assistant for skateboards."
+)
 
 
 @pytest.fixture(scope="session")

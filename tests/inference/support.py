@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from afinar.inference.types import GenerationRequest, SamplingParams
@@ -20,7 +21,10 @@ def make_adapter(base_dir: Path, out: Path, *, seed: int, chat_template: str | N
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
-    config = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    config = LoraConfig(
+        r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False
+    )
     peft_model = get_peft_model(model, config)
     peft_model.save_pretrained(out)
     if chat_template is not None:
@@ -30,7 +34,9 @@ def make_adapter(base_dir: Path, out: Path, *, seed: int, chat_template: str | N
     return out
 
 
-def request(base: Path, adapter: Path | None = None, messages: list | None = None, **params: object) -> GenerationRequest:
+def request(
+    base: Path, adapter: Path | None = None, messages: list | None = None, **params: object
+) -> GenerationRequest:
     return GenerationRequest(
         base_path=base,
         adapter_path=adapter,

@@ -51,7 +51,9 @@ def test_smollm2_answers_and_stops(smollm2_dir: Path) -> None:
         result = engine.generate_sync(
             GenerationRequest(
                 base_path=smollm2_dir,
-                messages=[{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
+                messages=[
+                    {"role": "user", "content": "What is the capital of France? Answer in one sentence."}
+                ],
                 params=SamplingParams(temperature=0.0, max_tokens=40),
                 context_length=2048,
             ),

@@ -25,9 +25,15 @@ def no_eos(eos: int) -> dict[str, Any]:
     return {"logit_bias": {eos: -100.0}}
 
 
-def test_greedy_is_deterministic_and_max_tokens_gives_length(engine: Any, tiny_model_dir: Path, eos: int) -> None:
-    a = engine.generate_sync(request(tiny_model_dir, temperature=0.0, max_tokens=7, **no_eos(eos)), timeout=60)
-    b = engine.generate_sync(request(tiny_model_dir, temperature=0.0, max_tokens=7, **no_eos(eos)), timeout=60)
+def test_greedy_is_deterministic_and_max_tokens_gives_length(
+    engine: Any, tiny_model_dir: Path, eos: int
+) -> None:
+    a = engine.generate_sync(
+        request(tiny_model_dir, temperature=0.0, max_tokens=7, **no_eos(eos)), timeout=60
+    )
+    b = engine.generate_sync(
+        request(tiny_model_dir, temperature=0.0, max_tokens=7, **no_eos(eos)), timeout=60
+    )
     assert a.choices[0].text == b.choices[0].text
     assert a.choices[0].finish_reason == "length"
     assert a.choices[0].completion_tokens == 7 == a.completion_tokens
@@ -48,7 +54,9 @@ def test_prompt_tokens_are_the_rendered_prompt(engine: Any, tiny_model_dir: Path
 
 def test_seed_gives_the_same_sample(engine: Any, tiny_model_dir: Path) -> None:
     def sample(seed: int) -> list[str]:
-        result = engine.generate_sync(request(tiny_model_dir, temperature=1.0, seed=seed, n=2, **LONG), timeout=60)
+        result = engine.generate_sync(
+            request(tiny_model_dir, temperature=1.0, seed=seed, n=2, **LONG), timeout=60
+        )
         return [c.text for c in result.choices]
 
     first, again, other = sample(7), sample(7), sample(8)
@@ -156,7 +164,8 @@ def test_concurrent_requests_batch_across_adapters_with_solo_results(
     def run(q: str, a: Path | None) -> str:
         msgs = [{"role": "user", "content": q}]
         result = engine.generate_sync(
-            request(tiny_model_dir, a, messages=msgs, temperature=0.0, max_tokens=10, **no_eos(eos)), timeout=120
+            request(tiny_model_dir, a, messages=msgs, temperature=0.0, max_tokens=10, **no_eos(eos)),
+            timeout=120,
         )
         return str(result.choices[0].text)
 
@@ -180,10 +189,10 @@ def test_full_queue_is_rate_limited(tiny_model_dir: Path) -> None:
 
     engine = HFEngine(max_queued_requests=1)
     try:
-        with engine.store.lock:  # the worker cannot admit anything while we hold this
-            with pytest.raises(RateLimited) as err:
-                for _ in range(3):
-                    engine.submit(request(tiny_model_dir, max_tokens=1), lambda event: None)
+        # the worker cannot admit anything while we hold the store's lock
+        with engine.store.lock, pytest.raises(RateLimited) as err:
+            for _ in range(3):
+                engine.submit(request(tiny_model_dir, max_tokens=1), lambda event: None)
         assert err.value.retry_after >= 1
     finally:
         engine.close()

@@ -85,3 +85,32 @@ def test_legacy_function_call() -> None:
     assert result["finish_reason"] == "function_call"
     assert result["function_call"] == {"name": "f", "arguments": "{}"}
     assert result["content"] is None
+
+
+def _sampler(tok: Any, **params: Any) -> Any:
+    from afinar.inference.sampling import Sampler, make_generator
+    from afinar.inference.types import SamplingParams
+
+    return Sampler(SamplingParams(**params), make_generator(0), TokenTexts(tok))
+
+
+def test_frequency_and_presence_penalties_follow_openai(tok: Any) -> None:
+    import torch
+
+    logits = torch.tensor([0.0, 0.5, 1.0])
+    sampler = _sampler(tok, temperature=0.0, frequency_penalty=0.3, presence_penalty=0.4)
+    assert sampler.choose(logits)[0] == 2  # 1.0
+    assert sampler.choose(logits)[0] == 1  # 1.0 - 0.3 - 0.4 = 0.3 < 0.5
+    assert sampler.choose(logits)[0] == 2  # 1.0 - 0.7 = 0.3 > 0.0 > 0.5 - 0.7
+    bias = _sampler(tok, temperature=0.0, logit_bias={0: 5.0})
+    assert bias.choose(logits)[0] == 0
+
+
+def test_top_p_keeps_the_nucleus(tok: Any) -> None:
+    import torch
+
+    logits = torch.log(torch.tensor([0.6, 0.3, 0.1]))
+    sampler = _sampler(tok, temperature=1.0, top_p=0.5)
+    assert {sampler.choose(logits)[0] for _ in range(50)} == {0}
+    wide = _sampler(tok, temperature=1.0, top_p=0.85)
+    assert {wide.choose(logits)[0] for _ in range(200)} == {0, 1}

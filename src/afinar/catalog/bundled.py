@@ -52,7 +52,7 @@ def gguf_path(entry: BaseModelEntry) -> Path:
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
@@ -67,7 +67,7 @@ def ensure_converted(entry: BaseModelEntry, dest: Path) -> Path:
     dest = Path(dest)
     if is_converted(dest):
         return dest
-    with _file_lock(dest.parent / f".{dest.name}.lock"):
+    with file_lock(dest.parent / f".{dest.name}.lock"):
         if is_converted(dest):  # another process finished while we waited
             return dest
         source = gguf_path(entry)

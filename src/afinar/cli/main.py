@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from afinar.cli import chat, files, jobs, models, usage
+from afinar.cli import chat, evals, files, jobs, models, usage
 from afinar.cli.client import explain
 from afinar.cli.output import fail
 from afinar.config import Settings
@@ -114,6 +114,7 @@ def worker_cmd() -> None:
 app.add_typer(files.app, name="files")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
+app.add_typer(evals.app, name="evals")
 app.command("chat")(chat.chat)
 app.command("usage")(usage.usage)
 

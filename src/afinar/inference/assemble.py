@@ -97,7 +97,9 @@ class ChoiceAssembler:
             out.append(self._content(rest))
         if calls and self.mode.legacy_functions:
             fn = calls[0]["function"]
-            out.append(ChoiceDelta(self.index, function_call={"name": fn["name"], "arguments": fn["arguments"]}))
+            out.append(
+                ChoiceDelta(self.index, function_call={"name": fn["name"], "arguments": fn["arguments"]})
+            )
             reason = "function_call"
         elif calls:
             for k, call in enumerate(calls):

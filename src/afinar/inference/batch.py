@@ -68,7 +68,7 @@ def mergeable(cache: Any) -> bool:
     """Only plain full-attention dynamic layers can be left-padded and concatenated."""
     from transformers.cache_utils import DynamicLayer
 
-    layers = getattr(cache, "layers", None)
+    layers = getattr(cache, "layers", None) or []
     return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
 
@@ -96,8 +96,15 @@ class Batch:
 
     # --- forward -------------------------------------------------------------------------
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any,
-                 names: list[str | None], keep: int = 1) -> torch.Tensor:
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        cache: Any,
+        names: list[str | None],
+        keep: int = 1,
+    ) -> torch.Tensor:
         base = self.base
         kwargs = {
             "input_ids": ids,

@@ -161,6 +161,8 @@ class HFEngine:
         batch: Batch | None = None
         while True:
             running = batch is not None and len(batch) > 0
+            if self._closed and running:
+                break
             job = self._next_job(batch if running else None)
             if job is None and not running:
                 if self._closed:
@@ -176,7 +178,7 @@ class HFEngine:
                 if batch is not None:
                     self._fail_all(batch, exc)
                     batch = None
-        if batch is not None:
+        if batch is not None and len(batch):
             self._fail_all(batch, ServerError("The inference engine shut down."))
 
     def _next_job(self, batch: Batch | None) -> Job | None:
@@ -226,9 +228,11 @@ class HFEngine:
                 batch = Batch(base, self.max_batch_size)
             try:
                 events = batch.prefill(job, prompt_ids, vocab, max_new)
-            except Exception:
+            except Exception as exc:
                 self.store.release(adapter)
-                raise
+                job.done = True
+                job.emit(Failed(ServerError(f"Generation failed: {exc}")))
+                raise  # the batch may be half-merged: the worker fails it as a whole
             self._deliver([(job, e) for e in events])
         return batch
 

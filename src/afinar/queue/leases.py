@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from afinar.domain.jobs import JobStatus
 from afinar.errors import LeaseLost
 from afinar.store.db import Database
-from afinar.store.tables import Job
+from afinar.store.tables import Job, Organization
 
 
 @dataclass(frozen=True)
@@ -26,30 +27,61 @@ class Lease:
     owner: str
 
 
-def claim(db: Database, owner: str, lease_seconds: float) -> Lease | None:
-    """Take the oldest claimable job, or None. Safe against concurrent claimers (compare-and-set)."""
+def _holding(now: float) -> Any:
+    """Jobs whose worker holds a live lease: validating, queued after validation, or training."""
+    return and_(
+        Job.status.in_([JobStatus.VALIDATING_FILES, JobStatus.QUEUED, JobStatus.RUNNING]),
+        Job.lease_owner.is_not(None),
+        Job.lease_expires_at >= now,
+    )
+
+
+class _OrgBusy(Exception):
+    """The organisation reached its limit of jobs at once between choosing a job and claiming it."""
+
+
+def claim(db: Database, owner: str, lease_seconds: float, *, max_per_org: int = 0) -> Lease | None:
+    """Take the oldest claimable job, or None. Safe against concurrent claimers (compare-and-set).
+
+    With ``max_per_org`` > 0, jobs of an organisation that already has that many leased jobs are
+    skipped (they stay queued until one ends); the count is checked again after the claim, under a
+    lock on the organisation's row, so racing workers cannot exceed it.
+    """
     now = time.time()
     expired = or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
     claimable = or_(
         and_(Job.status.in_([JobStatus.VALIDATING_FILES, JobStatus.QUEUED]), or_(Job.lease_owner.is_(None), expired)),
         and_(Job.status == JobStatus.RUNNING, expired),
     )
+    stmt = select(Job.id, Job.lease_token, Job.org_id).where(claimable)
+    if max_per_org > 0:
+        busy = select(Job.org_id).where(_holding(now)).group_by(Job.org_id)
+        stmt = stmt.where(Job.org_id.not_in(busy.having(func.count() >= max_per_org)))
     with db.session() as s:
-        candidates = list(s.execute(select(Job.id, Job.lease_token).where(claimable).order_by(Job.seq).limit(5)))
-    for job_id, token in candidates:
-        with db.session() as s:
-            res = s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.lease_token == token)
-                .values(
-                    lease_owner=owner,
-                    lease_token=token + 1,
-                    lease_expires_at=now + lease_seconds,
-                    attempts=Job.attempts + 1,
+        candidates = list(s.execute(stmt.order_by(Job.seq).limit(5)))
+    for job_id, token, org_id in candidates:
+        try:
+            with db.session() as s:
+                res = s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.lease_token == token)
+                    .values(
+                        lease_owner=owner,
+                        lease_token=token + 1,
+                        lease_expires_at=now + lease_seconds,
+                        attempts=Job.attempts + 1,
+                    )
                 )
-            )
-            if res.rowcount == 1:  # type: ignore[attr-defined]
+                if res.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                if max_per_org > 0:
+                    s.execute(select(Organization.id).where(Organization.id == org_id).with_for_update())
+                    held = s.scalar(select(func.count()).where(Job.org_id == org_id, _holding(now)))
+                    if (held or 0) > max_per_org:
+                        raise _OrgBusy
                 return Lease(job_id=job_id, token=token + 1, owner=owner)
+        except _OrgBusy:
+            continue
     return None
 
 

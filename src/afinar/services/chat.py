@@ -209,7 +209,8 @@ def _messages(raw: list[Any]) -> list[dict[str, Any]]:
         if role not in ROLES:
             raise InvalidRequest(
                 f"Invalid value for '{where}.role': {role!r}. Supported values are: "
-                + ", ".join(f"'{r}'" for r in sorted(ROLES)) + ".",
+                + ", ".join(f"'{r}'" for r in sorted(ROLES))
+                + ".",
                 param=f"{where}.role",
             )
         content = msg.get("content")
@@ -244,14 +245,18 @@ def _sampling(body: dict[str, Any]) -> SamplingParams:
         try:
             token = int(key)
         except (TypeError, ValueError):
-            raise InvalidRequest(f"Invalid key in 'logit_bias': {key!r} is not a token id.", param="logit_bias")
+            raise InvalidRequest(
+                f"Invalid key in 'logit_bias': {key!r} is not a token id.", param="logit_bias"
+            ) from None
         if not -100 <= float(value) <= 100:
             raise InvalidRequest("'logit_bias' values must be between -100 and 100.", param="logit_bias")
         bias[token] = float(value)
     logprobs = bool(body.get("logprobs"))
     top = body.get("top_logprobs") or 0
     if top and not logprobs:
-        raise InvalidRequest("'logprobs' must be set to true when 'top_logprobs' is used.", param="top_logprobs")
+        raise InvalidRequest(
+            "'logprobs' must be set to true when 'top_logprobs' is used.", param="top_logprobs"
+        )
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     temperature = body.get("temperature")
     top_p = body.get("top_p")
@@ -291,8 +296,9 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, ToolMode,
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(fn, dict) or not fn.get("name") or tool.get("type", "function") != "function":
-            raise InvalidRequest(f"Invalid tool at 'tools[{i}]': expected a function with a name.",
-                                 param=f"tools[{i}]")
+            raise InvalidRequest(
+                f"Invalid tool at 'tools[{i}]': expected a function with a name.", param=f"tools[{i}]"
+            )
         names.append(fn["name"])
     parallel = body.get("parallel_tool_calls") is not False
     choice = choice or "auto"
@@ -318,8 +324,12 @@ def _response_format(body: dict[str, Any], messages: list[dict[str, Any]], mode:
     if kind == "text":
         return ""
     if kind not in ("json_object", "json_schema"):
-        raise InvalidRequest(f"Invalid value for 'response_format.type': {kind!r}.", param="response_format.type")
-    if kind == "json_object" and not any("json" in json.dumps(m.get("content") or "").lower() for m in messages):
+        raise InvalidRequest(
+            f"Invalid value for 'response_format.type': {kind!r}.", param="response_format.type"
+        )
+    if kind == "json_object" and not any(
+        "json" in json.dumps(m.get("content") or "").lower() for m in messages
+    ):
         raise InvalidRequest(
             "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
             "'json_object'.",
@@ -331,5 +341,6 @@ def _response_format(body: dict[str, Any], messages: list[dict[str, Any]], mode:
 def _modalities(body: dict[str, Any]) -> None:
     modalities = body.get("modalities") or ["text"]
     if any(m != "text" for m in modalities) or body.get("audio") is not None:
-        raise InvalidRequest("This model is text-only: only the 'text' modality is supported.",
-                             param="modalities")
+        raise InvalidRequest(
+            "This model is text-only: only the 'text' modality is supported.", param="modalities"
+        )

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from afinar import ids
 from afinar.blobs.local import BlobTooLarge
 from afinar.errors import InvalidRequest, NotFound
+from afinar.services import audit
+from afinar.services.filenames import clean_filename
 from afinar.store import files as repo
 from afinar.store.pagination import Page
 from afinar.store.tables import File
@@ -37,6 +39,7 @@ class FilesService:
         expires_after_seconds: int | None = None,
         project_id: str | None = None,
     ) -> File:
+        filename = clean_filename(filename)
         if purpose not in UPLOAD_PURPOSES:
             raise InvalidRequest(
                 f"'{purpose}' is not one of {sorted(UPLOAD_PURPOSES)} - 'purpose'", param="purpose"
@@ -47,9 +50,12 @@ class FilesService:
             raise InvalidRequest(
                 "expires_after.seconds must be between 3600 and 2592000", param="expires_after.seconds"
             )
-        return self.store(
+        row = self.store(
             org_id, filename, purpose, chunks, expires_after_seconds=expires_after_seconds, project_id=project_id
         )
+        data = {"purpose": purpose, "bytes": row.bytes}
+        audit.record(self.c.db, audit.FILE_UPLOADED, org_id, row.id, project_id=project_id, data=data)
+        return row
 
     def store(
         self,
@@ -121,4 +127,5 @@ class FilesService:
         with self.c.db.session() as s:
             repo.remove(s, org_id, file_id)
         self.c.blobs.delete(row.blob_key)
+        audit.record(self.c.db, audit.FILE_DELETED, org_id, file_id, project_id=row.project_id)
         return file_id

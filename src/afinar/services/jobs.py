@@ -13,6 +13,7 @@ from afinar.datasets import hyperparameters as hp
 from afinar.domain.jobs import JobStatus, can_cancel, can_pause, can_resume
 from afinar.errors import InvalidRequest, NotFound
 from afinar.queue.leases import revoke
+from afinar.services import audit
 from afinar.store import files as files_repo
 from afinar.store import jobs as repo
 from afinar.store.pagination import Page
@@ -174,6 +175,7 @@ class JobsService:
             if validation_file:
                 files_msg += f" and validation file: {validation_file}"
             repo.add_event(s, job, files_msg)
+        audit.record(self.c.db, audit.JOB_CREATED, org_id, job.id, project_id=project_id, data={"model": model})
         return job
 
     def get(self, org_id: str, job_id: str) -> Job:
@@ -219,6 +221,7 @@ class JobsService:
             job.estimated_finish = None
             revoke(s, job)  # a worker training it loses its lease and stops the child
             repo.add_event(s, job, "Fine-tuning job cancelled")
+        audit.record(self.c.db, audit.JOB_CANCELLED, org_id, job_id, project_id=job.project_id)
         return job
 
     def pause(self, org_id: str, job_id: str) -> Job:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from afinar.domain.models import ServableModel
 from afinar.errors import InvalidRequest, NotFound
 from afinar.ids import parse_model_name
+from afinar.services import audit
 from afinar.store import jobs as repo
 from afinar.worker.card import CARD_NAME, read_card
 
@@ -80,6 +81,7 @@ class ModelsService:
         shutil.rmtree(job_dir, ignore_errors=True)
         for p in paths:
             shutil.rmtree(p, ignore_errors=True)
+        audit.record(self.c.db, audit.MODEL_DELETED, org_id, name, project_id=model.project_id)
         return name
 
     def adapter_dir(self, org_id: str, name: str) -> Path:

@@ -1,4 +1,9 @@
-"""Organisations and API keys: bootstrap on first start, and authentication of a bearer key."""
+"""Organisations and API keys: bootstrap on first start, and authentication of a bearer key.
+
+A key is an organisation's ``admin`` key (owner; may call ``/v1/organization/*``; acts in its own
+project, the default project, or the one an ``OpenAI-Project`` header names) or a ``project`` key
+(acts in its project only, with its owner's role). See docs/admin.md.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,17 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from afinar import ids
-from afinar.errors import AuthenticationFailed
+from afinar.errors import AuthenticationFailed, PermissionDenied
+from afinar.store import admin as admin_repo
 from afinar.store import orgs as repo
 from afinar.store.db import Database
 from afinar.store.tables import ApiKey, Organization, Project
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,19 @@ class Principal:
     org_slug: str
     key_id: str
     project_id: str | None = None
+    role: str = "owner"  # owner | member | reader | none: what the key may do in its project
+    is_admin: bool = False  # an admin key: may call /v1/organization/*
+    owner_type: str | None = None  # user | service_account (the audit log's actor)
+    owner_id: str | None = None
+    owner_email: str | None = None
+    in_default_project: bool = False  # sees rows written without a project too
+
+
+ROLE_RANK = {"none": 0, "reader": 1, "member": 2, "owner": 3}
+
+
+def lowest(*roles: str) -> str:
+    return min(roles, key=lambda r: ROLE_RANK.get(r, 0))
 
 
 def slugify(name: str) -> str:
@@ -29,8 +52,8 @@ def slugify(name: str) -> str:
     return slug[:40] or "org"
 
 
-def new_secret() -> str:
-    return "sk-afinar-" + secrets.token_urlsafe(32)
+def new_secret(prefix: str = "sk-afinar-") -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
 def create_org(db: Database, name: str, api_key: str | None = None) -> tuple[Organization, str]:
@@ -56,6 +79,8 @@ def create_org(db: Database, name: str, api_key: str | None = None) -> tuple[Org
                 key_hash=repo.hash_key(secret),
                 redacted=secret[:6] + "…" + secret[-4:],
                 created_at=now,
+                kind="admin",
+                role="owner",
             ),
         )
     return org, secret
@@ -86,12 +111,22 @@ def bootstrap(db: Database, org_name: str, api_key: str) -> str | None:
                     key_hash=repo.hash_key(api_key),
                     redacted=api_key[:6] + "…" + api_key[-4:],
                     created_at=int(time.time()),
+                    kind="admin",
+                    role="owner",
                 ),
             )
     return None
 
 
-def authenticate(db: Database, secret: str | None) -> Principal:
+def authenticate(
+    db: Database, secret: str | None, *, organization: str | None = None, project: str | None = None
+) -> Principal:
+    """The principal of a bearer key, checked on every request (revocation takes effect at once).
+
+    ``organization``/``project`` are the OpenAI-Organization and OpenAI-Project headers: the first
+    must name the key's organisation (id or slug); the second must be a project key's own project,
+    or any active project of an admin key's organisation (the project it then acts in).
+    """
     if not secret:
         raise AuthenticationFailed(
             "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
@@ -104,4 +139,50 @@ def authenticate(db: Database, secret: str | None) -> Principal:
             raise AuthenticationFailed("This API key has expired.")
         org = repo.get_org(s, key.org_id)
         assert org is not None
-        return Principal(org_id=org.id, org_slug=org.slug, key_id=key.id, project_id=key.project_id)
+        if organization and organization not in (org.id, org.slug):
+            raise AuthenticationFailed(
+                "OpenAI-Organization header should match organization for API key.",
+                code="mismatched_organization",
+            )
+        is_admin = key.kind == "admin"
+        default_id = admin_repo.default_project_id(s, org.id)
+        if project and not is_admin and project != key.project_id:
+            raise AuthenticationFailed(
+                "OpenAI-Project header should match project for API key.", code="mismatched_project"
+            )
+        project_id = project or key.project_id or default_id
+        row = admin_repo.get_project(s, org.id, project_id) if project_id else None
+        if row is None:
+            raise AuthenticationFailed(
+                "OpenAI-Project header names no project of this organization.", code="mismatched_project"
+            )
+        if row.archived_at is not None:
+            raise PermissionDenied(f"The project {row.id} is archived.", code="project_archived")
+        role, email = _owner_role(s, key, org.id, row.id)
+        return Principal(
+            org_id=org.id,
+            org_slug=org.slug,
+            key_id=key.id,
+            project_id=row.id,
+            role=lowest(key.role or "owner", role),
+            is_admin=is_admin,
+            owner_type=key.owner_type,
+            owner_id=key.owner_id,
+            owner_email=email,
+            in_default_project=row.id == default_id,
+        )
+
+
+def _owner_role(s: Session, key: ApiKey, org_id: str, project_id: str) -> tuple[str, str | None]:
+    """The role the key's owner has in the project (and the owner's email, for the audit log)."""
+    if key.owner_type == "service_account" and key.owner_id:
+        account = admin_repo.service_account_by_id(s, key.owner_id)
+        return (account.role if account and account.project_id == project_id else "none"), None
+    if key.owner_type == "user" and key.owner_id:
+        user = admin_repo.get_user(s, org_id, key.owner_id)
+        if user is None:
+            return "none", None
+        member = admin_repo.membership(s, project_id, user.id)
+        role = member.role if member else ("owner" if user.role == "owner" else "none")
+        return (lowest(role, "reader") if user.role == "reader" else role), user.email
+    return "owner", None

@@ -26,9 +26,13 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was nothing to do."""
-        lease = claim(self.c.db, self.name, self.c.settings.lease_seconds)
+        s = self.c.settings
+        lease = claim(self.c.db, self.name, s.lease_seconds, max_per_org=s.max_concurrent_jobs_per_org)
         if lease is None:
-            return False
+            # EVALS HOOK: with no fine-tuning job waiting, run one queued eval run (afinar.worker.evals).
+            from afinar.worker.evals import run_queued_eval
+
+            return run_queued_eval(self.c, self.name)
         log.info("worker %s claimed %s", self.name, lease.job_id)
         JobRunner(self.c, lease).run()
         return True

@@ -80,8 +80,14 @@ def _event(data: dict[str, Any]) -> str:
 async def _sse(stream: ChatStream) -> AsyncIterator[str]:
     def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
         return _event(
-            chunk_body(stream.id, stream.created, stream.model, choices,
-                       include_usage=stream.include_usage, usage=usage)
+            chunk_body(
+                stream.id,
+                stream.created,
+                stream.model,
+                choices,
+                include_usage=stream.include_usage,
+                usage=usage,
+            )
         )
 
     try:

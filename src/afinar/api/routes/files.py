@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from afinar.api.deps import get_container, get_principal
 from afinar.api.schemas.files import file_list, file_object
 from afinar.errors import InvalidRequest
+from afinar.services import audit
 from afinar.services.container import Container
 from afinar.services.orgs import Principal
 
@@ -74,6 +75,7 @@ def file_content(
     file_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> StreamingResponse:
     chunks = c.files.content(p.org_id, file_id)
+    audit.record(c.db, audit.FILE_DOWNLOADED, p.org_id, file_id, project_id=p.project_id)
     return StreamingResponse(chunks, media_type="application/octet-stream")
 
 

@@ -1,0 +1,186 @@
+"""``/v1/evals`` (the official SDK's ``client.evals``), plus ``/v1/afinar/evals/{id}/compare`` and
+``/v1/afinar/fine_tuning/jobs/{id}/eval_gate``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from afinar.api.deps import get_container, get_principal
+from afinar.api.routes.jobs import json_body
+from afinar.api.schemas.evals import (
+    eval_list,
+    eval_object,
+    output_item_list,
+    output_item_object,
+    run_list,
+    run_object,
+)
+from afinar.errors import NotFound
+from afinar.services.container import Container
+from afinar.services.evals import EvalsService
+from afinar.services.orgs import Principal
+
+router = APIRouter(tags=["evals"])
+
+
+def _svc(c: Container) -> EvalsService:
+    return EvalsService(c)
+
+
+@router.post("/evals")
+def create_eval(
+    body: dict[str, Any] = Depends(json_body),
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    return eval_object(_svc(c).create(p, body))
+
+
+@router.get("/evals")
+def list_evals(
+    after: str | None = None,
+    limit: int = 20,
+    order: str = "asc",
+    order_by: str = "created_at",
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    return eval_list(_svc(c).list_evals(p.org_id, after=after, limit=limit, order=order, order_by=order_by))
+
+
+@router.get("/evals/{eval_id}")
+def retrieve_eval(
+    eval_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    return eval_object(_svc(c).get(p.org_id, eval_id))
+
+
+@router.post("/evals/{eval_id}")
+def update_eval(
+    eval_id: str,
+    body: dict[str, Any] = Depends(json_body),
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    return eval_object(_svc(c).update(p.org_id, eval_id, body))
+
+
+@router.delete("/evals/{eval_id}")
+def delete_eval(
+    eval_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    return {"object": "eval.deleted", "deleted": True, "eval_id": _svc(c).delete(p.org_id, eval_id)}
+
+
+@router.post("/evals/{eval_id}/runs")
+def create_run(
+    eval_id: str,
+    body: dict[str, Any] = Depends(json_body),
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    return run_object(_svc(c).create_run(p, eval_id, body))
+
+
+@router.get("/evals/{eval_id}/runs")
+def list_runs(
+    eval_id: str,
+    after: str | None = None,
+    limit: int = 20,
+    order: str = "asc",
+    status: str | None = None,
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    return run_list(
+        _svc(c).list_runs(p.org_id, eval_id, after=after, limit=limit, order=order, status=status)
+    )
+
+
+@router.get("/evals/{eval_id}/runs/{run_id}")
+def retrieve_run(
+    eval_id: str, run_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    return run_object(_svc(c).get_run(p.org_id, eval_id, run_id))
+
+
+@router.post("/evals/{eval_id}/runs/{run_id}/cancel")
+def cancel_run(
+    eval_id: str, run_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    return run_object(_svc(c).cancel_run(p.org_id, eval_id, run_id))
+
+
+@router.post("/evals/{eval_id}/runs/{run_id}")
+def cancel_run_legacy(
+    eval_id: str, run_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    """Older SDKs cancel with a POST on the run itself."""
+    return run_object(_svc(c).cancel_run(p.org_id, eval_id, run_id))
+
+
+@router.delete("/evals/{eval_id}/runs/{run_id}")
+def delete_run(
+    eval_id: str, run_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    return {
+        "object": "eval.run.deleted",
+        "deleted": True,
+        "run_id": _svc(c).delete_run(p.org_id, eval_id, run_id),
+    }
+
+
+@router.get("/evals/{eval_id}/runs/{run_id}/output_items")
+def list_output_items(
+    eval_id: str,
+    run_id: str,
+    after: str | None = None,
+    limit: int = 20,
+    order: str = "asc",
+    status: str | None = None,
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    page = _svc(c).output_items(
+        p.org_id, eval_id, run_id, after=after, limit=limit, order=order, status=status
+    )
+    return output_item_list(page)
+
+
+@router.get("/evals/{eval_id}/runs/{run_id}/output_items/{output_item_id}")
+def retrieve_output_item(
+    eval_id: str,
+    run_id: str,
+    output_item_id: str,
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    return output_item_object(_svc(c).output_item(p.org_id, eval_id, run_id, output_item_id))
+
+
+@router.get("/afinar/evals/{eval_id}/compare")
+def compare_runs(
+    eval_id: str,
+    base_run_id: str,
+    candidate_run_id: str,
+    changed_only: bool = False,
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> dict[str, Any]:
+    out = _svc(c).compare(p.org_id, eval_id, base_run_id, candidate_run_id)
+    if changed_only:
+        out["items"] = [i for i in out["items"] if i["change"] != "same"]
+    return out
+
+
+@router.get("/afinar/fine_tuning/jobs/{job_id}/eval_gate")
+def job_eval_gate(
+    job_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
+    c.jobs.get(p.org_id, job_id)
+    gate = _svc(c).gate_verdict(p.org_id, job_id)
+    if gate is None:
+        raise NotFound(f"The fine-tuning job {job_id} has no eval gate.", param="job_id")
+    return gate

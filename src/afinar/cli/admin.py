@@ -1,0 +1,182 @@
+"""``afinar admin``: operator commands on the configured database (no server needed).
+
+``afinar admin orgs create NAME`` creates an organisation with its default project and prints
+its first admin key once. Keys, users and the audit chain are managed the same way; everything
+an organisation's admins can do over HTTP is also in ``client.admin.organization`` (docs/admin.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
+
+import typer
+
+from afinar.cli.output import JSON_OPTION, fail, fields, out, print_json, table, when
+from afinar.config import Settings
+
+if TYPE_CHECKING:
+    from afinar.services.container import Container
+
+app = typer.Typer(help="Operator commands: organisations, keys, users, the audit log.", no_args_is_help=True)
+orgs = typer.Typer(help="Organisations.", no_args_is_help=True)
+keys = typer.Typer(help="API keys (shown once when created; stored hashed).", no_args_is_help=True)
+users = typer.Typer(help="Users of an organisation.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+app.add_typer(orgs, name="orgs")
+app.add_typer(keys, name="keys")
+app.add_typer(users, name="users")
+app.add_typer(audit_app, name="audit")
+
+T = TypeVar("T")
+
+ORG_OPTION = typer.Option(..., "--org", help="Organisation id (org-…) or slug.")
+
+
+@contextmanager
+def _container() -> Iterator[Container]:
+    from afinar.services.container import Container
+
+    c = Container(Settings())
+    try:
+        c.migrate()
+        yield c
+    finally:
+        c.close()
+
+
+def _org_id(c: Container, ref: str) -> str:
+    from afinar.store import orgs as repo
+
+    with c.db.session() as s:
+        org = repo.get_org(s, ref) or repo.get_org_by_slug(s, ref)
+    if org is None:
+        fail("not_found", f"no organisation {ref!r}")
+    return org.id
+
+
+def _run(fn: Callable[[], T]) -> T:
+    from afinar.errors import AfinarError
+
+    try:
+        return fn()
+    except AfinarError as exc:
+        fail(exc.code or "invalid_request", exc.message)
+
+
+@orgs.command("create")
+def orgs_create(name: str = typer.Argument(..., help="The organisation's name."), json_out: bool = JSON_OPTION) -> None:
+    """Create an organisation and its default project; print its first admin key (shown once)."""
+    from afinar.services.orgs import create_org
+
+    with _container() as c:
+        org, secret = create_org(c.db, name)
+    if json_out:
+        print_json({"id": org.id, "slug": org.slug, "name": org.name, "api_key": secret})
+        return
+    fields([("organisation", org.id), ("slug", org.slug), ("name", org.name)])
+    out().print(f"Admin API key (shown once, keep it):\n  {secret}", markup=False)
+
+
+@orgs.command("list")
+def orgs_list(json_out: bool = JSON_OPTION) -> None:
+    """List organisations."""
+    from afinar.store.admin import all_orgs
+
+    with _container() as c, c.db.session() as s:
+        rows = [(o.id, o.slug, o.name, o.created_at) for o in all_orgs(s)]
+    if json_out:
+        print_json([{"id": i, "slug": sl, "name": n, "created_at": t} for i, sl, n, t in rows])
+        return
+    table(["id", "slug", "name", "created"], [(i, sl, n, when(t)) for i, sl, n, t in rows])
+
+
+@keys.command("create")
+def keys_create(
+    org: str = ORG_OPTION,
+    admin: bool = typer.Option(False, "--admin", help="An admin key (owner; may call /v1/organization/*)."),
+    project: str | None = typer.Option(None, "--project", help="Project id (default: the default project)."),
+    user: str | None = typer.Option(None, "--user", help="The user (user-…) owning a project key."),
+    reader: bool = typer.Option(False, "--reader", help="Read-only (scope api.all.read)."),
+    name: str = typer.Option("cli", "--name", help="A name for the key."),
+    expires_in: int | None = typer.Option(None, "--expires-in", min=1, help="Seconds until it expires."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Create an API key and print it once."""
+    import time
+
+    from afinar.services.admin import AdminService
+
+    with _container() as c:
+        org_id = _org_id(c, org)
+        a = AdminService(c)
+        expires_at = int(time.time()) + expires_in if expires_in else None
+        if admin:
+            made = _run(lambda: a.create_key(org_id, kind="admin", name=name, role="owner", expires_at=expires_at))
+        else:
+            project_id = project or a.default_project_id(org_id) or ""
+            _run(lambda: a.project(org_id, project_id, active=True))
+            if user is not None:
+                _run(lambda: a.user(org_id, user))
+            made = _run(
+                lambda: a.create_key(
+                    org_id,
+                    kind="project",
+                    name=name,
+                    project_id=project_id,
+                    role="reader" if reader else None,
+                    owner_type="user" if user else None,
+                    owner_id=user,
+                    expires_at=expires_at,
+                )
+            )
+    key, secret = made
+    if json_out:
+        print_json({"id": key.id, "kind": key.kind, "project_id": key.project_id, "api_key": secret})
+        return
+    fields([("key", key.id), ("kind", key.kind), ("project", key.project_id or "-")])
+    out().print(f"API key (shown once, keep it):\n  {secret}", markup=False)
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (key_…)."), org: str = ORG_OPTION) -> None:
+    """Revoke a key: its next request is refused."""
+    from afinar.services.admin import AdminService
+
+    with _container() as c:
+        org_id = _org_id(c, org)
+        _run(lambda: AdminService(c).revoke_key(org_id, key_id))
+    out().print(f"revoked {key_id}", markup=False)
+
+
+@users.command("add")
+def users_add(
+    email: str = typer.Argument(..., help="The user's email address."),
+    org: str = ORG_OPTION,
+    name: str = typer.Option("", "--name"),
+    role: str = typer.Option("reader", "--role", help="owner or reader."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Add a user to an organisation (then: projects.users.create, and `keys create --user`)."""
+    from afinar.services.admin import AdminService
+
+    with _container() as c:
+        org_id = _org_id(c, org)
+        user = _run(lambda: AdminService(c).add_user(org_id, email, name=name, role=role))
+    if json_out:
+        print_json({"id": user.id, "email": user.email, "role": user.role})
+        return
+    out().print(f"{user.id} {user.email} {user.role}", markup=False)
+
+
+@audit_app.command("verify")
+def audit_verify(org: str = ORG_OPTION) -> None:
+    """Check the organisation's audit chain; exit 1 at the first entry that does not verify."""
+    from afinar.services import audit
+
+    with _container() as c:
+        count, bad = audit.verify(c.db, _org_id(c, org))
+    if bad is not None:
+        fail("audit_chain_broken", f"{count} entries verify; the chain breaks at {bad}")
+    out().print(f"audit chain intact: {count} entries", markup=False)

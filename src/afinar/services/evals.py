@@ -1,0 +1,648 @@
+"""Evals: create/list/retrieve/update/delete evals, their runs and output items, comparisons, gates.
+
+Runs are only *queued* here; a worker executes them (``afinar.worker.evals``). A fine-tuning job
+may carry an ``eval_gate``: :func:`parse_gate` checks it when the job is created and
+:func:`register_gate` stores it in the same transaction as the job; the job's worker runs it
+after training (``afinar.worker.evals.eval_gate_blocks``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from afinar.errors import InvalidRequest, NotFound
+from afinar.evals import criteria as crit
+from afinar.evals import items as items_mod
+from afinar.evals import report
+from afinar.evals import template as tpl
+from afinar.store import evals as repo
+from afinar.store import files as files_repo
+from afinar.store.pagination import Page
+from afinar.store.tables import Eval, EvalGate, EvalOutputItem, EvalRun
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from afinar.services.container import Container
+    from afinar.services.orgs import Principal
+    from afinar.store.tables import Job
+
+DEFAULT_MAX_COMPLETION_TOKENS = 256
+SAMPLING_KEYS = ("temperature", "top_p", "seed", "max_completion_tokens")
+DATABASE_PURPOSES = ("evals", "user_data", "assistants")
+MAX_DATA_FILE_BYTES = 64 * 1024 * 1024
+
+
+def eval_id() -> str:
+    return "eval_" + secrets.token_hex(16)
+
+
+def run_id() -> str:
+    return "evalrun_" + secrets.token_hex(16)
+
+
+def output_item_id() -> str:
+    return "outputitem_" + secrets.token_hex(16)
+
+
+def eval_not_found(eid: str) -> NotFound:
+    return NotFound(f"No eval found with id '{eid}'.", param="eval_id")
+
+
+def run_not_found(rid: str) -> NotFound:
+    return NotFound(f"No eval run found with id '{rid}'.", param="run_id")
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("limit must be between 1 and 100", param="limit")
+
+
+def _check_order(order: str) -> bool:
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("order must be 'asc' or 'desc'", param="order")
+    return order == "desc"
+
+
+def _metadata(meta: Any) -> dict[str, str] | None:
+    if meta is None:
+        return None
+    if (
+        not isinstance(meta, dict)
+        or len(meta) > 16
+        or not all(
+            isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512
+            for k, v in meta.items()
+        )
+    ):
+        raise InvalidRequest(
+            "metadata must be an object of at most 16 pairs: keys of at most 64 characters, string values of "
+            "at most 512",
+            param="metadata",
+        )
+    return dict(meta)
+
+
+def _name(raw: Any, default: str) -> str:
+    if raw is None:
+        return default
+    if not isinstance(raw, str) or len(raw) > 256:
+        raise InvalidRequest("name must be a string of at most 256 characters", param="name")
+    return raw
+
+
+def data_source_config(raw: Any) -> dict[str, Any]:
+    """The stored config: OpenAI's echo shape (``type``, ``schema``) plus the item schema we check."""
+    if not isinstance(raw, dict):
+        raise InvalidRequest("Missing required parameter: 'data_source_config'.", param="data_source_config")
+    kind = raw.get("type")
+    if kind in ("logs", "stored_completions"):
+        raise InvalidRequest(
+            f"data_source_config type '{kind}' is not supported: this server keeps no completion logs. "
+            "Use type 'custom' with an item_schema.",
+            param="data_source_config.type",
+        )
+    if kind != "custom":
+        raise InvalidRequest("data_source_config.type must be 'custom'.", param="data_source_config.type")
+    item_schema = raw.get("item_schema")
+    if not isinstance(item_schema, dict):
+        raise InvalidRequest(
+            "Missing required parameter: 'item_schema' (a JSON schema object).",
+            param="data_source_config.item_schema",
+        )
+    include_sample = bool(raw.get("include_sample_schema", False))
+    props: dict[str, Any] = {"item": item_schema}
+    required = ["item"]
+    if include_sample:
+        props["sample"] = {
+            "type": "object",
+            "properties": {
+                "model": {"type": "string"},
+                "choices": {"type": "array"},
+                "output_text": {"type": "string"},
+                "output_json": {"type": "object"},
+            },
+            "required": ["model", "choices", "output_text"],
+        }
+        required.append("sample")
+    return {
+        "type": "custom",
+        "schema": {"type": "object", "properties": props, "required": required},
+        "include_sample_schema": include_sample,
+    }
+
+
+def item_schema(ev: Eval) -> dict[str, Any]:
+    return dict(ev.data_source_config.get("schema", {}).get("properties", {}).get("item") or {})
+
+
+def _uses_sample(criteria: list[dict[str, Any]]) -> bool:
+    texts: list[str] = []
+    for c in criteria:
+        texts += (
+            [c.get("input", "")] if isinstance(c.get("input"), str) else [m["content"] for m in c["input"]]
+        )
+        texts.append(c.get("reference", ""))
+    return any(ref.startswith("sample") for t in texts for ref in tpl.placeholders(t))
+
+
+class EvalsService:
+    def __init__(self, c: Container) -> None:
+        self.c = c
+
+    # --- evals ---------------------------------------------------------------------------------
+
+    def _check_references(self, org_id: str, criteria: list[dict[str, Any]]) -> None:
+        """Judge models must be usable by the organisation; databases must be its SQLite files."""
+        for i, cr in enumerate(criteria):
+            if cr["type"] in ("label_model", "score_model"):
+                self._check_model(org_id, cr["model"], f"testing_criteria[{i}].model")
+            if cr["type"] == "sql_execution":
+                fid = cr["database_file_id"]
+                param = f"testing_criteria[{i}].database_file_id"
+                with self.c.db.session() as s:
+                    row = files_repo.get(s, org_id, fid)
+                if row is None:
+                    raise InvalidRequest(f"No such file: {fid}", param=param)
+                if row.purpose not in DATABASE_PURPOSES:
+                    raise InvalidRequest(
+                        f"File {fid} has purpose '{row.purpose}'; upload the database with purpose 'evals'.",
+                        param=param,
+                    )
+                from afinar.evals.sqlexec import is_sqlite_file
+
+                if not is_sqlite_file(self.c.blobs.path(row.blob_key)):
+                    raise InvalidRequest(f"File {fid} is not a SQLite 3 database.", param=param)
+
+    def _check_model(self, org_id: str, name: Any, param: str) -> str:
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("Missing required parameter: 'model'.", param=param)
+        try:
+            self.c.models.get(org_id, "", name)
+        except NotFound as exc:
+            exc.param = param
+            raise
+        return name
+
+    def create(self, p: Principal, body: dict[str, Any]) -> Eval:
+        config = data_source_config(body.get("data_source_config"))
+        criteria = crit.check_criteria(body.get("testing_criteria"))
+        self._check_references(p.org_id, criteria)
+        now = int(time.time())
+        ev = Eval(
+            id=eval_id(),
+            org_id=p.org_id,
+            project_id=p.project_id,
+            name=_name(body.get("name"), "eval"),
+            data_source_config=config,
+            testing_criteria=criteria,
+            eval_metadata=_metadata(body.get("metadata")),
+            created_at=now,
+            updated_at=now,
+        )
+        with self.c.db.session() as s:
+            s.add(ev)
+        return ev
+
+    def get(self, org_id: str, eid: str) -> Eval:
+        with self.c.db.session() as s:
+            ev = repo.get_eval(s, org_id, eid)
+        if ev is None:
+            raise eval_not_found(eid)
+        return ev
+
+    def list_evals(self, org_id: str, *, after: str | None, limit: int, order: str, order_by: str) -> Page[Eval]:
+        _check_limit(limit)
+        desc = _check_order(order)
+        if order_by not in ("created_at", "updated_at"):
+            raise InvalidRequest("order_by must be 'created_at' or 'updated_at'", param="order_by")
+        with self.c.db.session() as s:
+            return repo.list_evals(
+                s, org_id, after=after, limit=limit, desc=desc, by_updated=order_by == "updated_at"
+            )
+
+    def update(self, org_id: str, eid: str, body: dict[str, Any]) -> Eval:
+        with self.c.db.session() as s:
+            ev = repo.get_eval(s, org_id, eid)
+            if ev is None:
+                raise eval_not_found(eid)
+            if "name" in body:
+                ev.name = _name(body["name"], ev.name)
+            if "metadata" in body:
+                ev.eval_metadata = _metadata(body["metadata"])
+            ev.updated_at = int(time.time())
+        return ev
+
+    def delete(self, org_id: str, eid: str) -> str:
+        with self.c.db.session() as s:
+            ev = repo.get_eval(s, org_id, eid)
+            if ev is None:
+                raise eval_not_found(eid)
+            repo.delete_eval(s, ev)  # a worker running one of its runs loses its lease and stops
+        return eid
+
+    # --- runs ----------------------------------------------------------------------------------
+
+    def check_data_source(
+        self, org_id: str, ev: Eval, raw: Any, *, model_required: bool = True
+    ) -> tuple[dict[str, Any], list[items_mod.Row], str | None]:
+        """(the echoed data source, its items, the model) — every 400 before anything is queued."""
+        if not isinstance(raw, dict):
+            raise InvalidRequest("Missing required parameter: 'data_source'.", param="data_source")
+        kind = raw.get("type")
+        if kind == "responses":
+            raise InvalidRequest(
+                "data_source type 'responses' is not supported; use 'completions' or 'jsonl'.",
+                param="data_source.type",
+            )
+        if kind not in ("jsonl", "completions"):
+            raise InvalidRequest(
+                "data_source.type must be 'jsonl' or 'completions'.", param="data_source.type"
+            )
+        rows = self._rows(org_id, raw.get("source"))
+        items_mod.check_rows(rows, item_schema(ev))
+        echo: dict[str, Any] = {"type": kind, "source": raw["source"]}
+        model: str | None = None
+        if kind == "jsonl":
+            if _uses_sample(ev.testing_criteria):
+                missing = next(
+                    (
+                        i
+                        for i, r in enumerate(rows)
+                        if not isinstance((r.sample or {}).get("output_text"), str)
+                    ),
+                    None,
+                )
+                if missing is not None:
+                    raise InvalidRequest(
+                        f"Item {missing} has no sample.output_text, which the testing criteria use; give "
+                        "'sample' in each line or run a 'completions' data source.",
+                        param="data_source.source",
+                    )
+            return echo, rows, None
+        if model_required or raw.get("model") is not None:
+            model = self._check_model(org_id, raw.get("model"), "data_source.model")
+        echo["model"] = model
+        echo["input_messages"] = self._input_messages(raw.get("input_messages"))
+        echo["sampling_params"] = self._sampling(raw.get("sampling_params"))
+        return echo, rows, model
+
+    def _rows(self, org_id: str, source: Any) -> list[items_mod.Row]:
+        if not isinstance(source, dict):
+            raise InvalidRequest(
+                "Missing required parameter: 'data_source.source'.", param="data_source.source"
+            )
+        kind = source.get("type")
+        if kind == "file_content":
+            content = source.get("content")
+            if not isinstance(content, list) or not content:
+                raise InvalidRequest(
+                    "'content' must be a non-empty array.", param="data_source.source.content"
+                )
+            if len(content) > items_mod.MAX_ITEMS:
+                raise InvalidRequest(
+                    f"A run may have at most {items_mod.MAX_ITEMS} items.", param="data_source.source.content"
+                )
+            return [items_mod.row_of(x, f"content[{i}]") for i, x in enumerate(content)]
+        if kind == "file_id":
+            fid = source.get("id")
+            with self.c.db.session() as s:
+                row = files_repo.get(s, org_id, fid) if isinstance(fid, str) else None
+            if row is None:
+                raise InvalidRequest(f"No such file: {fid}", param="data_source.source.id")
+            if row.bytes > MAX_DATA_FILE_BYTES:
+                raise InvalidRequest(
+                    f"An eval data file may be at most {MAX_DATA_FILE_BYTES} bytes.",
+                    param="data_source.source.id",
+                )
+            return items_mod.parse_jsonl(self.c.blobs.path(row.blob_key).read_bytes().splitlines())
+        if kind == "stored_completions":
+            raise InvalidRequest(
+                "source type 'stored_completions' is not supported: this server keeps no completion logs.",
+                param="data_source.source.type",
+            )
+        raise InvalidRequest(
+            "data_source.source.type must be 'file_content' or 'file_id'.", param="data_source.source.type"
+        )
+
+    def _input_messages(self, raw: Any) -> dict[str, Any]:
+        param = "data_source.input_messages"
+        if not isinstance(raw, dict):
+            raise InvalidRequest(
+                "Missing required parameter: 'input_messages' (a template or an item reference).", param=param
+            )
+        if raw.get("type") == "template":
+            msgs = crit.messages(raw.get("template"), f"{param}.template", allow_sample=False)
+            return {"type": "template", "template": [{"type": "message", **m} for m in msgs]}
+        if raw.get("type") == "item_reference":
+            ref = raw.get("item_reference")
+            if not isinstance(ref, str) or not ref.startswith("item."):
+                raise InvalidRequest(
+                    "item_reference must name a field of the item, like 'item.messages'.",
+                    param=f"{param}.item_reference",
+                )
+            return {"type": "item_reference", "item_reference": ref}
+        raise InvalidRequest(
+            "input_messages.type must be 'template' or 'item_reference'.", param=f"{param}.type"
+        )
+
+    def _sampling(self, raw: Any) -> dict[str, Any]:
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            raise InvalidRequest("sampling_params must be an object.", param="data_source.sampling_params")
+        out: dict[str, Any] = {"max_completion_tokens": DEFAULT_MAX_COMPLETION_TOKENS}
+        for key in SAMPLING_KEYS:
+            value = raw.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidRequest(f"'{key}' must be a number.", param=f"data_source.sampling_params.{key}")
+            out[key] = value
+        if not 1 <= int(out["max_completion_tokens"]) <= 32768:
+            raise InvalidRequest(
+                "'max_completion_tokens' must be between 1 and 32768.",
+                param="data_source.sampling_params.max_completion_tokens",
+            )
+        if "temperature" in out and not 0 <= out["temperature"] <= 2:
+            raise InvalidRequest(
+                "'temperature' must be between 0 and 2.", param="data_source.sampling_params.temperature"
+            )
+        return out
+
+    def new_run(
+        self,
+        ev: Eval,
+        *,
+        org_id: str,
+        project_id: str | None,
+        api_key_id: str | None,
+        data_source: dict[str, Any],
+        rows: list[items_mod.Row],
+        model: str | None,
+        name: str | None = None,
+        metadata: dict[str, str] | None = None,
+        job_id: str | None = None,
+        gate_role: str | None = None,
+    ) -> EvalRun:
+        rid = run_id()
+        return EvalRun(
+            id=rid,
+            eval_id=ev.id,
+            org_id=org_id,
+            project_id=project_id,
+            api_key_id=api_key_id,
+            name=name or f"{model or 'jsonl'}-{rid[-8:]}",
+            model=model,
+            data_source=data_source,
+            items=[r.to_json() for r in rows],
+            status=repo.QUEUED,
+            error=None,
+            run_metadata=metadata,
+            result_counts=report.result_counts([]) | {"total": len(rows)},
+            per_testing_criteria_results=report.per_criteria(ev.testing_criteria, []),
+            per_model_usage=[],
+            completed_items=0,
+            created_at=int(time.time()),
+            job_id=job_id,
+            gate_role=gate_role,
+            lease_token=0,
+        )
+
+    def create_run(self, p: Principal, eid: str, body: dict[str, Any]) -> EvalRun:
+        ev = self.get(p.org_id, eid)
+        data_source, rows, model = self.check_data_source(p.org_id, ev, body.get("data_source"))
+        run = self.new_run(
+            ev,
+            org_id=p.org_id,
+            project_id=p.project_id,
+            api_key_id=p.key_id,
+            data_source=data_source,
+            rows=rows,
+            model=model,
+            name=_name(body.get("name"), "") or None,
+            metadata=_metadata(body.get("metadata")),
+        )
+        with self.c.db.session() as s:
+            if repo.get_eval(s, p.org_id, eid) is None:
+                raise eval_not_found(eid)
+            s.add(run)
+        return run
+
+    def get_run(self, org_id: str, eid: str, rid: str) -> EvalRun:
+        with self.c.db.session() as s:
+            run = repo.get_run(s, org_id, eid, rid)
+        if run is None:
+            raise run_not_found(rid)
+        return run
+
+    def list_runs(
+        self, org_id: str, eid: str, *, after: str | None, limit: int, order: str, status: str | None
+    ) -> Page[EvalRun]:
+        _check_limit(limit)
+        desc = _check_order(order)
+        if status is not None and status not in (repo.QUEUED, repo.IN_PROGRESS, *repo.FINISHED):
+            raise InvalidRequest(
+                "status must be queued, in_progress, completed, canceled or failed", param="status"
+            )
+        self.get(org_id, eid)
+        with self.c.db.session() as s:
+            return repo.list_runs(s, org_id, eid, after=after, limit=limit, desc=desc, status=status)
+
+    def cancel_run(self, org_id: str, eid: str, rid: str) -> EvalRun:
+        with self.c.db.session() as s:
+            run = repo.get_run(s, org_id, eid, rid)
+            if run is None:
+                raise run_not_found(rid)
+            if run.status in repo.FINISHED:
+                raise InvalidRequest(
+                    f"The run has already {'been ' if run.status == 'canceled' else ''}{run.status};"
+                    " it cannot be canceled.",
+                    param="run_id",
+                )
+            run.status = repo.CANCELED
+            run.finished_at = int(time.time())
+            repo.revoke(run)
+        return run
+
+    def delete_run(self, org_id: str, eid: str, rid: str) -> str:
+        with self.c.db.session() as s:
+            run = repo.get_run(s, org_id, eid, rid)
+            if run is None:
+                raise run_not_found(rid)
+            repo.delete_run(s, run)
+        return rid
+
+    def output_items(
+        self,
+        org_id: str,
+        eid: str,
+        rid: str,
+        *,
+        after: str | None,
+        limit: int,
+        order: str,
+        status: str | None,
+    ) -> Page[EvalOutputItem]:
+        _check_limit(limit)
+        desc = _check_order(order)
+        if status is not None and status not in ("pass", "fail", "error"):
+            raise InvalidRequest("status must be 'pass' or 'fail'", param="status")
+        self.get_run(org_id, eid, rid)
+        with self.c.db.session() as s:
+            return repo.list_items(s, rid, after=after, limit=limit, desc=desc, status=status)
+
+    def output_item(self, org_id: str, eid: str, rid: str, item_id: str) -> EvalOutputItem:
+        self.get_run(org_id, eid, rid)
+        with self.c.db.session() as s:
+            row = repo.get_item(s, rid, item_id)
+        if row is None:
+            raise NotFound(f"No output item found with id '{item_id}'.", param="output_item_id")
+        return row
+
+    # --- comparison ------------------------------------------------------------------------------
+
+    def compare(self, org_id: str, eid: str, base_run_id: str, candidate_run_id: str) -> dict[str, Any]:
+        """Side by side: per-criterion pass rates and per-item changes of two runs of one eval."""
+        ev = self.get(org_id, eid)
+        base = self.get_run(org_id, eid, base_run_id)
+        cand = self.get_run(org_id, eid, candidate_run_id)
+        with self.c.db.session() as s:
+            base_items = [_item_dict(i) for i in repo.all_items(s, base.id)]
+            cand_items = [_item_dict(i) for i in repo.all_items(s, cand.id)]
+        out = report.compare(
+            base.result_counts,
+            cand.result_counts,
+            base.per_testing_criteria_results,
+            cand.per_testing_criteria_results,
+            base_items,
+            cand_items,
+        )
+        return {
+            "object": "eval.comparison",
+            "eval_id": ev.id,
+            "base": _run_summary(base),
+            "candidate": _run_summary(cand),
+            **out,
+        }
+
+    def gate_verdict(self, org_id: str, job_id: str) -> dict[str, Any] | None:
+        """The eval gate of a job and its verdict (``None`` when the job has no gate)."""
+        with self.c.db.session() as s:
+            gate = repo.get_gate(s, job_id)
+        if gate is None or gate.org_id != org_id:
+            return None
+        return gate_object(gate)
+
+
+def _item_dict(i: EvalOutputItem) -> dict[str, Any]:
+    return {
+        "datasource_item_id": i.datasource_item_id,
+        "datasource_item": i.datasource_item,
+        "status": i.status,
+        "results": i.results,
+        "sample": i.sample,
+    }
+
+
+def _run_summary(run: EvalRun) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "name": run.name,
+        "model": run.model,
+        "status": run.status,
+        "result_counts": run.result_counts,
+        "per_testing_criteria_results": run.per_testing_criteria_results,
+    }
+
+
+def gate_object(gate: EvalGate) -> dict[str, Any]:
+    return {
+        "object": "fine_tuning.job.eval_gate",
+        "fine_tuning_job_id": gate.job_id,
+        "eval_id": gate.eval_id,
+        **{k: v for k, v in gate.spec.items() if k != "data_source"},
+        "status": gate.status,
+        "verdict": gate.verdict,
+    }
+
+
+# --- the fine-tuning gate ---------------------------------------------------------------------
+
+
+def _rate(raw: dict[str, Any], key: str, lo: float) -> float | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= 1:
+        raise InvalidRequest(f"'{key}' must be a number between {lo:g} and 1.", param=f"eval_gate.{key}")
+    return float(value)
+
+
+def parse_gate(c: Container, org_id: str, raw: Any) -> dict[str, Any] | None:
+    """Check a job's ``eval_gate`` (400s with ``param`` under ``eval_gate``); None when absent.
+
+    ``{"eval_id": "eval_…", "data_source": {completions data source without "model"},
+    "min_pass_rate": 0.5, "beat_base_by": 0.0, "testing_criteria": "<criterion name>"?}`` — at least one of
+    ``min_pass_rate`` / ``beat_base_by``. Pass rates are items passing every criterion over all items,
+    or one criterion's pass rate when ``testing_criteria`` names it.
+    """
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("eval_gate must be an object.", param="eval_gate")
+    svc = EvalsService(c)
+    eid = raw.get("eval_id")
+    if not isinstance(eid, str) or not eid:
+        raise InvalidRequest("Missing required parameter: 'eval_gate.eval_id'.", param="eval_gate.eval_id")
+    try:
+        ev = svc.get(org_id, eid)
+    except NotFound:
+        raise InvalidRequest(f"No eval found with id '{eid}'.", param="eval_gate.eval_id") from None
+    min_rate = _rate(raw, "min_pass_rate", 0.0)
+    beat = _rate(raw, "beat_base_by", -1.0)
+    if min_rate is None and beat is None:
+        raise InvalidRequest("eval_gate needs 'min_pass_rate' and/or 'beat_base_by'.", param="eval_gate")
+    criterion = raw.get("testing_criteria")
+    if criterion is not None and criterion not in [x["name"] for x in ev.testing_criteria]:
+        raise InvalidRequest(
+            f"The eval has no testing criterion named {criterion!r}.", param="eval_gate.testing_criteria"
+        )
+    source = raw.get("data_source")
+    if not isinstance(source, dict) or source.get("type") != "completions":
+        raise InvalidRequest(
+            "eval_gate.data_source must be a 'completions' data source (the platform fills in "
+            "the base and the tuned model).",
+            param="eval_gate.data_source",
+        )
+    try:
+        echo, _rows, _model = svc.check_data_source(
+            org_id, ev, {**source, "model": None}, model_required=False
+        )
+    except InvalidRequest as exc:
+        exc.param = "eval_gate." + (exc.param or "data_source")
+        raise
+    echo.pop("model", None)
+    return {
+        "eval_id": eid,
+        "data_source": echo,
+        "min_pass_rate": min_rate,
+        "beat_base_by": beat,
+        "testing_criteria": criterion,
+    }
+
+
+def register_gate(s: Session, job: Job, spec: dict[str, Any]) -> EvalGate:
+    """Store a checked gate for ``job``, inside the transaction that creates the job."""
+    gate = EvalGate(
+        job_id=job.id,
+        org_id=job.org_id,
+        eval_id=spec["eval_id"],
+        spec=spec,
+        status="pending",
+        verdict=None,
+        created_at=int(time.time()),
+    )
+    s.add(gate)
+    return gate
