@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint install clean bench
+.PHONY: serve test lint install clean bench browser
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found"; exit 1; }
@@ -22,8 +22,16 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(VENV)/bin/afinar serve
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+# The dashboard's browser test drives Debian's chromium; install it when we can (root + apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "warning: could not install chromium; the browser test will skip"; \
+	  else echo "warning: chromium not found; the browser test will skip (apt-get install chromium)"; fi; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
