@@ -44,22 +44,38 @@ def main() -> None:
         entry = c.catalog.require(args.model)
         c.catalog.local_path(entry, settings.models_dir)  # conversion is not part of the job's time
         f = c.files.create(org.id, "train.jsonl", "fine-tune", [Path(args.train).read_bytes()])
-        body = {"model": args.model, "training_file": f.id, "seed": 0,
-                "hyperparameters": {"n_epochs": args.epochs, "batch_size": args.batch_size}}
+        body = {
+            "model": args.model,
+            "training_file": f.id,
+            "seed": 0,
+            "hyperparameters": {"n_epochs": args.epochs, "batch_size": args.batch_size},
+        }
         t0 = time.time()
         job = c.jobs.create(org.id, org.slug, body)
         Worker(c).run_once()
         wall = time.time() - t0
         job = c.jobs.get(org.id, job.id)
         with c.db.session() as s:
-            events = {e.message: e.created_at for e in jobs_repo.events_page(s, job.id, after=None, limit=10000).items}
+            events = {
+                e.message: e.created_at
+                for e in jobs_repo.events_page(s, job.id, after=None, limit=10000).items
+            }
         started = events.get("Fine-tuning job started", int(t0))
         train_s = max(1, (job.finished_at or int(time.time())) - started)
-        print(json.dumps({
-            "model": args.model, "status": job.status, "epochs": args.epochs, "batch_size": args.batch_size,
-            "trained_tokens": job.trained_tokens, "wall_seconds": round(wall, 1), "training_seconds": train_s,
-            "tokens_per_second": round((job.trained_tokens or 0) / train_s, 1),
-        }))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "status": job.status,
+                    "epochs": args.epochs,
+                    "batch_size": args.batch_size,
+                    "trained_tokens": job.trained_tokens,
+                    "wall_seconds": round(wall, 1),
+                    "training_seconds": train_s,
+                    "tokens_per_second": round((job.trained_tokens or 0) / train_s, 1),
+                }
+            )
+        )
         c.close()
 
 

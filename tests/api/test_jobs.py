@@ -13,7 +13,9 @@ from tests.support.data import chat_example, chat_file, write_jsonl
 
 @pytest.fixture
 def train_id(client: openai.OpenAI, tmp_path: Path) -> str:
-    return client.files.create(file=chat_file(tmp_path / "train.jsonl", 12).open("rb"), purpose="fine-tune").id
+    return client.files.create(
+        file=chat_file(tmp_path / "train.jsonl", 12).open("rb"), purpose="fine-tune"
+    ).id
 
 
 def run_worker(container) -> None:  # type: ignore[no-untyped-def]
@@ -25,8 +27,9 @@ def run_worker(container) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_create_returns_validating_files_with_every_field(client: openai.OpenAI, train_id: str) -> None:
-    job = client.fine_tuning.jobs.create(model=TINY, training_file=train_id, suffix="skate", seed=7,
-                                         metadata={"team": "support"})
+    job = client.fine_tuning.jobs.create(
+        model=TINY, training_file=train_id, suffix="skate", seed=7, metadata={"team": "support"}
+    )
     assert job.id.startswith("ftjob-") and job.object == "fine_tuning.job"
     assert job.status == "validating_files" and job.seed == 7 and job.model == TINY
     assert job.result_files == [] and job.fine_tuned_model is None and job.trained_tokens is None
@@ -43,8 +46,15 @@ def test_create_returns_validating_files_with_every_field(client: openai.OpenAI,
         ({"validation_file": "file-doesnotexist"}, "validation_file"),
         ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs"),
         ({"hyperparameters": {"batch_size": 1000}}, "hyperparameters.batch_size"),
-        ({"method": {"type": "supervised", "supervised": {"hyperparameters": {"learning_rate_multiplier": -1}}}},
-         "method.supervised.hyperparameters.learning_rate_multiplier"),
+        (
+            {
+                "method": {
+                    "type": "supervised",
+                    "supervised": {"hyperparameters": {"learning_rate_multiplier": -1}},
+                }
+            },
+            "method.supervised.hyperparameters.learning_rate_multiplier",
+        ),
         ({"suffix": "x" * 65}, "suffix"),
         ({"seed": -1}, "seed"),
     ],
@@ -61,15 +71,19 @@ def test_foreign_file_is_invalid(client: openai.OpenAI, container, tmp_path: Pat
     from afinar.services.orgs import create_org
 
     other, _ = create_org(container.db, "other")
-    foreign = container.files.store(other.id, "t.jsonl", "fine-tune", [chat_file(tmp_path / "t.jsonl").read_bytes()])
+    foreign = container.files.store(
+        other.id, "t.jsonl", "fine-tune", [chat_file(tmp_path / "t.jsonl").read_bytes()]
+    )
     with pytest.raises(openai.BadRequestError) as err:
         client.fine_tuning.jobs.create(model=TINY, training_file=foreign.id)
     assert err.value.param == "training_file" and foreign.id in err.value.message
 
 
 def test_list_newest_first_after_and_metadata(client: openai.OpenAI, train_id: str) -> None:
-    jobs = [client.fine_tuning.jobs.create(model=TINY, training_file=train_id, metadata={"n": str(i)})
-            for i in range(3)]
+    jobs = [
+        client.fine_tuning.jobs.create(model=TINY, training_file=train_id, metadata={"n": str(i)})
+        for i in range(3)
+    ]
     listed = client.fine_tuning.jobs.list(limit=2)
     assert [j.id for j in listed.data] == [jobs[2].id, jobs[1].id] and listed.has_more
     assert [j.id for j in client.fine_tuning.jobs.list(after=jobs[1].id).data] == [jobs[0].id]
@@ -123,7 +137,11 @@ def test_full_run_in_process(client: openai.OpenAI, container, tmp_path: Path) -
     fid = client.files.create(file=chat_file(tmp_path / "t.jsonl", 12).open("rb"), purpose="fine-tune").id
     vid = client.files.create(file=chat_file(tmp_path / "v.jsonl", 3).open("rb"), purpose="fine-tune").id
     job = client.fine_tuning.jobs.create(
-        model=TINY, training_file=fid, validation_file=vid, suffix="skate", seed=3,
+        model=TINY,
+        training_file=fid,
+        validation_file=vid,
+        suffix="skate",
+        seed=3,
         hyperparameters={"n_epochs": 4, "batch_size": 4},
     )
     run_worker(container)
@@ -170,7 +188,9 @@ def test_model_card_and_adapter_export(client: openai.OpenAI, container, tmp_pat
     card = client.get(f"/afinar/models/{name}/card", cast_to=object)
     assert card["base_model"] == TINY and card["trained_tokens"] == job.trained_tokens  # type: ignore[index]
     assert card["training_files"][0]["sha256"] and card["hyperparameters"]["n_epochs"] == 1  # type: ignore[index]
-    raw = client.get(f"/afinar/models/{name}/adapter", cast_to=openai._legacy_response.HttpxBinaryResponseContent)
+    raw = client.get(
+        f"/afinar/models/{name}/adapter", cast_to=openai._legacy_response.HttpxBinaryResponseContent
+    )
     names = zipfile.ZipFile(io.BytesIO(raw.content)).namelist()
     assert {"adapter_config.json", "adapter_model.safetensors", "model_card.json"} <= set(names)
     assert not any(n.endswith(".pt") for n in names)

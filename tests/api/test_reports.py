@@ -14,7 +14,9 @@ from tests.support.data import chat_example, chat_file, write_jsonl
 
 
 def report(client: openai.OpenAI, file_id: str, **query: Any) -> dict[str, Any]:
-    return client.get(f"/afinar/files/{file_id}/report", cast_to=object, options={"params": {"model": TINY, **query}})  # type: ignore[return-value]
+    return client.get(
+        f"/afinar/files/{file_id}/report", cast_to=object, options={"params": {"model": TINY, **query}}
+    )  # type: ignore[return-value]
 
 
 def test_report_lists_every_problem_with_its_line(client: openai.OpenAI, tmp_path: Path) -> None:

@@ -22,17 +22,25 @@ def test_fine_tune_the_bundled_model_for_a_few_steps(tmp_path: Path, bundled_mod
     from afinar.services.container import Container
     from afinar.services.orgs import bootstrap
 
-    settings = Settings(data_dir=tmp_path / "data", models_path=bundled_models_dir, embedded_worker=False,
-                        bootstrap_api_key="sk-slow")
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        models_path=bundled_models_dir,
+        embedded_worker=False,
+        bootstrap_api_key="sk-slow",
+    )
     c = Container(settings)
     c.migrate()
     bootstrap(c.db, "default", "sk-slow")
     lines = (EXAMPLES / "train.jsonl").read_text().splitlines()[:10]
     with TestClient(create_app(c)) as http:
-        client = openai.OpenAI(base_url="http://testserver/v1", api_key="sk-slow", http_client=http, max_retries=0)
+        client = openai.OpenAI(
+            base_url="http://testserver/v1", api_key="sk-slow", http_client=http, max_retries=0
+        )
         fid = client.files.create(file=("train.jsonl", "\n".join(lines).encode()), purpose="fine-tune").id
         job = client.fine_tuning.jobs.create(
-            model=BUNDLED, training_file=fid, seed=1,
+            model=BUNDLED,
+            training_file=fid,
+            seed=1,
             hyperparameters={"n_epochs": 1, "batch_size": 5},
         )
         run_worker(c)

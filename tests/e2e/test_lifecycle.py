@@ -27,8 +27,14 @@ def upload(client, path: Path) -> str:  # type: ignore[no-untyped-def]
 
 def create(client, fid: str, epochs: int = 3):  # type: ignore[no-untyped-def]
     return client.fine_tuning.jobs.create(
-        model=TINY, training_file=fid, seed=11, suffix="skate",
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": epochs, "batch_size": 2}}},
+        model=TINY,
+        training_file=fid,
+        seed=11,
+        suffix="skate",
+        method={
+            "type": "supervised",
+            "supervised": {"hyperparameters": {"n_epochs": epochs, "batch_size": 2}},
+        },
     )
 
 
@@ -121,8 +127,11 @@ def test_sigkill_mid_training_resumes_from_last_checkpoint(tmp_path: Path, tiny_
         reference = create(client, fid, epochs=3)
         wait_for(lambda: status(client, reference.id) in ("succeeded", "failed"))
         assert job.trained_tokens == client.fine_tuning.jobs.retrieve(reference.id).trained_tokens
-        steps = [e.data["step"] for e in client.fine_tuning.jobs.list_events(job.id, limit=1000).data
-                 if e.type == "metrics"]
+        steps = [
+            e.data["step"]
+            for e in client.fine_tuning.jobs.list_events(job.id, limit=1000).data
+            if e.type == "metrics"
+        ]
         assert sorted(steps) == list(range(1, 19))  # each step recorded once, none lost
     finally:
         srv.stop()

@@ -33,10 +33,9 @@ _CORPUS = [
 
 def build_tiny_model(directory: Path, *, vocab_size: int = 400, hidden: int = 64, layers: int = 2) -> Path:
     """Write a tokenizer and a random Llama (safetensors) into ``directory``; return it."""
+    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    import torch
 
     directory.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE())

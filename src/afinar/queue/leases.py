@@ -50,7 +50,10 @@ def claim(db: Database, owner: str, lease_seconds: float, *, max_per_org: int = 
     now = time.time()
     expired = or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
     claimable = or_(
-        and_(Job.status.in_([JobStatus.VALIDATING_FILES, JobStatus.QUEUED]), or_(Job.lease_owner.is_(None), expired)),
+        and_(
+            Job.status.in_([JobStatus.VALIDATING_FILES, JobStatus.QUEUED]),
+            or_(Job.lease_owner.is_(None), expired),
+        ),
         and_(Job.status == JobStatus.RUNNING, expired),
     )
     stmt = select(Job.id, Job.lease_token, Job.org_id).where(claimable)

@@ -53,7 +53,8 @@ def _method(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         raise InvalidRequest(f"Invalid method type: {mtype!r}", param="method.type")
     if mtype not in SUPPORTED_METHODS:
         raise InvalidRequest(
-            f"method.type '{mtype}' is not supported by this server yet; use 'supervised'.", param="method.type"
+            f"method.type '{mtype}' is not supported by this server yet; use 'supervised'.",
+            param="method.type",
         )
     nested = (method.get(mtype) or {}).get("hyperparameters")
     top = body.get("hyperparameters")
@@ -175,7 +176,9 @@ class JobsService:
             if validation_file:
                 files_msg += f" and validation file: {validation_file}"
             repo.add_event(s, job, files_msg)
-        audit.record(self.c.db, audit.JOB_CREATED, org_id, job.id, project_id=project_id, data={"model": model})
+        audit.record(
+            self.c.db, audit.JOB_CREATED, org_id, job.id, project_id=project_id, data={"model": model}
+        )
         return job
 
     def get(self, org_id: str, job_id: str) -> Job:
@@ -186,11 +189,19 @@ class JobsService:
         return job
 
     def list(
-        self, org_id: str, *, after: str | None, limit: int, metadata: dict[str, str] | None, no_metadata: bool
+        self,
+        org_id: str,
+        *,
+        after: str | None,
+        limit: int,
+        metadata: dict[str, str] | None,
+        no_metadata: bool,
     ) -> Page[Job]:
         _check_limit(limit)
         with self.c.db.session() as s:
-            return repo.list_page(s, org_id, after=after, limit=limit, metadata=metadata, no_metadata=no_metadata)
+            return repo.list_page(
+                s, org_id, after=after, limit=limit, metadata=metadata, no_metadata=no_metadata
+            )
 
     def events(self, org_id: str, job_id: str, *, after: str | None, limit: int) -> Page[JobEvent]:
         _check_limit(limit)
@@ -230,8 +241,9 @@ class JobsService:
             if job is None:
                 raise not_found(job_id)
             if not can_pause(job.status):
-                raise InvalidRequest(f"Only queued or running jobs can be paused; this one is {job.status}.",
-                                     param="job_id")
+                raise InvalidRequest(
+                    f"Only queued or running jobs can be paused; this one is {job.status}.", param="job_id"
+                )
             job.status = JobStatus.PAUSED
             job.estimated_finish = None
             repo.add_event(s, job, "Fine-tuning job paused")
@@ -243,7 +255,9 @@ class JobsService:
             if job is None:
                 raise not_found(job_id)
             if not can_resume(job.status):
-                raise InvalidRequest(f"Only paused jobs can be resumed; this one is {job.status}.", param="job_id")
+                raise InvalidRequest(
+                    f"Only paused jobs can be resumed; this one is {job.status}.", param="job_id"
+                )
             job.status = JobStatus.QUEUED
             repo.add_event(s, job, "Fine-tuning job resumed")
         return job

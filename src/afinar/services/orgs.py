@@ -128,9 +128,7 @@ def authenticate(
     or any active project of an admin key's organisation (the project it then acts in).
     """
     if not secret:
-        raise AuthenticationFailed(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-        )
+        raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
     with db.session() as s:
         key = repo.find_key(s, secret)
         if key is None or key.revoked_at is not None:

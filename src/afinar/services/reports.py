@@ -22,7 +22,9 @@ class ReportsService:
     def _tokenizer(self, model: str) -> tuple[Any, int]:
         entry = self.c.catalog.require(model)
         if model not in self._tokenizers:
-            self._tokenizers[model] = load_tokenizer(self.c.catalog.local_path(entry, self.c.settings.models_dir))
+            self._tokenizers[model] = load_tokenizer(
+                self.c.catalog.local_path(entry, self.c.settings.models_dir)
+            )
         return self._tokenizers[model], entry.context_length
 
     def file_report(self, org_id: str, file_id: str, *, model: str | None, method: str) -> dict[str, Any]:

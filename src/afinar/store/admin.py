@@ -44,25 +44,19 @@ class ProjectScope:
 _scope: ContextVar[ProjectScope | None] = ContextVar("afinar_project_scope", default=None)
 
 
-def _criteria(scope: ProjectScope) -> Any:
-    def where(cls: Any) -> Any:
-        if scope.include_unassigned:
-            return or_(cls.project_id == scope.project_id, cls.project_id.is_(None))
-        return cls.project_id == scope.project_id
-
-    return where
+def _criteria(cls: Any, scope: ProjectScope) -> Any:
+    if scope.include_unassigned:
+        return or_(cls.project_id == scope.project_id, cls.project_id.is_(None))
+    return cls.project_id == scope.project_id
 
 
 def _apply_scope(state: ORMExecuteState) -> None:
     scope = _scope.get()
     if scope is None or not state.is_select or state.is_column_load or state.is_relationship_load:
         return
-    where = _criteria(scope)
+    # Plain expressions (not lambdas): their bound values are part of each statement's cache key.
     state.statement = state.statement.options(
-        *(
-            with_loader_criteria(cls, where, include_aliases=True, track_closure_variables=False)
-            for cls in SCOPED
-        )
+        *(with_loader_criteria(cls, _criteria(cls, scope), include_aliases=True) for cls in SCOPED)
     )
 
 

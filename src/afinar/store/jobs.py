@@ -22,7 +22,13 @@ def get_any(s: Session, job_id: str) -> Job | None:
 
 
 def list_page(
-    s: Session, org_id: str, *, after: str | None, limit: int, metadata: dict[str, str] | None, no_metadata: bool
+    s: Session,
+    org_id: str,
+    *,
+    after: str | None,
+    limit: int,
+    metadata: dict[str, str] | None,
+    no_metadata: bool,
 ) -> Page[Job]:
     stmt = select(Job).where(Job.org_id == org_id)
     if no_metadata:
@@ -70,7 +76,9 @@ def events_page(s: Session, job_id: str, *, after: str | None, limit: int) -> Pa
 
 
 def metrics_events(s: Session, job_id: str) -> list[JobEvent]:
-    stmt = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "metrics").order_by(JobEvent.seq)
+    stmt = (
+        select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "metrics").order_by(JobEvent.seq)
+    )
     return list(s.scalars(stmt))
 
 
@@ -79,7 +87,9 @@ def drop_metrics_after(s: Session, job_id: str, step: int) -> None:
     for ev in metrics_events(s, job_id):
         if ev.data and int(ev.data.get("step", 0)) > step:
             s.delete(ev)
-    for row in s.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step_number > step)):
+    for row in s.scalars(
+        select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step_number > step)
+    ):
         s.delete(row)
 
 
@@ -97,7 +107,9 @@ def get_model(s: Session, org_id: str, name: str) -> FineTunedModel | None:
 
 
 def list_models(s: Session, org_id: str) -> list[FineTunedModel]:
-    return list(s.scalars(select(FineTunedModel).where(FineTunedModel.org_id == org_id).order_by(FineTunedModel.seq)))
+    return list(
+        s.scalars(select(FineTunedModel).where(FineTunedModel.org_id == org_id).order_by(FineTunedModel.seq))
+    )
 
 
 def delete_model(s: Session, org_id: str, name: str) -> None:

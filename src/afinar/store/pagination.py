@@ -17,7 +17,9 @@ class Page(Generic[T]):
     has_more: bool
 
 
-def paginate(s: Session, stmt: Select[Any], model: Any, *, after: str | None, limit: int, desc: bool) -> Page[Any]:
+def paginate(
+    s: Session, stmt: Select[Any], model: Any, *, after: str | None, limit: int, desc: bool
+) -> Page[Any]:
     if after:
         anchor = s.scalar(select(model.seq).where(model.id == after))
         if anchor is not None:

@@ -28,7 +28,9 @@ def build_card(
             continue
         try:
             row = c.files.get(job.org_id, fid)
-            files.append({"role": role, "id": fid, "filename": row.filename, "bytes": row.bytes, "sha256": row.sha256})
+            files.append(
+                {"role": role, "id": fid, "filename": row.filename, "bytes": row.bytes, "sha256": row.sha256}
+            )
         except Exception:  # the file was deleted since: its id is still worth recording
             files.append({"role": role, "id": fid})
     entry = c.catalog.get(job.model)

@@ -1,4 +1,4 @@
-"""The ``validating_files`` phase: check the files with the base model's tokenizer, resolve hyperparameters."""
+"""The ``validating_files`` phase: check files with the base tokenizer, resolve hyperparameters."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from afinar.datasets import hyperparameters as hp
-from afinar.datasets.validation import validate_file
 from afinar.datasets.validation import job_failure as report_failure
+from afinar.datasets.validation import validate_file
 
 if TYPE_CHECKING:
     from afinar.services.container import Container
@@ -41,7 +41,9 @@ def validate_job_files(c: Container, job: Job) -> Validated:
         try:
             path = c.files.local_path(job.org_id, fid)
         except Exception:
-            return Validated(None, {"code": "invalid_file", "message": f"File {fid} no longer exists.", "param": param})
+            return Validated(
+                None, {"code": "invalid_file", "message": f"File {fid} no longer exists.", "param": param}
+            )
         report = validate_file(path, method=method, tokenizer=tokenizer, context_length=entry.context_length)
         failure = report_failure(report, param=param, file_id=fid)
         if failure is not None:

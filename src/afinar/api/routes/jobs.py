@@ -48,7 +48,9 @@ def list_jobs(
 ) -> dict[str, Any]:
     meta = {k[len("metadata[") : -1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
     no_meta = request.query_params.get("metadata") == "null"
-    return job_list(c.jobs.list(p.org_id, after=after, limit=limit, metadata=meta or None, no_metadata=no_meta))
+    return job_list(
+        c.jobs.list(p.org_id, after=after, limit=limit, metadata=meta or None, no_metadata=no_meta)
+    )
 
 
 @router.get("/fine_tuning/jobs/{job_id}")

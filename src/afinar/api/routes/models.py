@@ -20,7 +20,9 @@ def model_object(m: ModelInfo) -> dict[str, Any]:
 
 
 @router.get("/models")
-def list_models(p: Principal = Depends(get_principal), c: Container = Depends(get_container)) -> dict[str, Any]:
+def list_models(
+    p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+) -> dict[str, Any]:
     return {"object": "list", "data": [model_object(m) for m in c.models.list(p.org_id, p.org_slug)]}
 
 
@@ -38,7 +40,9 @@ def model_adapter(
     chunks = c.models.export_archive(p.org_id, model)
     filename = model.replace(":", "_") + ".zip"
     return StreamingResponse(
-        chunks, media_type="application/zip", headers={"content-disposition": f'attachment; filename="{filename}"'}
+        chunks,
+        media_type="application/zip",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
     )
 
 
