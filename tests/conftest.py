@@ -41,6 +41,7 @@ def settings(tmp_path: Path, tiny_catalog: Path):  # type: ignore[no-untyped-def
         heartbeat_seconds=0.5,
         lease_seconds=5,
         poll_seconds=0.2,
+        safety_eval_max_new_tokens=8,
     )
 
 

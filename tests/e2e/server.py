@@ -34,6 +34,7 @@ class Server:
             AFINAR_POLL_SECONDS="0.2",
             AFINAR_HEARTBEAT_SECONDS="0.5",
             AFINAR_WARM_MODELS="false",
+            AFINAR_SAFETY_EVAL_MAX_NEW_TOKENS="8",
             **env,
         )
         if catalog is not None:

@@ -112,7 +112,12 @@ def heartbeat(db: Database, lease: Lease, lease_seconds: float) -> str:
 def release(s: Session, lease: Lease) -> None:
     """Let the job go (paused, or finished). Fenced like every other write."""
     fence(s, lease)
-    s.execute(update(Job).where(Job.id == lease.job_id).values(lease_owner=None, lease_expires_at=None))
+    # Bumping the token also fences this holder's own late heartbeats out.
+    s.execute(
+        update(Job)
+        .where(Job.id == lease.job_id)
+        .values(lease_owner=None, lease_expires_at=None, lease_token=lease.token + 1)
+    )
 
 
 def revoke(s: Session, job: Job) -> None:

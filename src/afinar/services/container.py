@@ -70,6 +70,13 @@ class Container:
     def resolve_servable(self, org_id: str, name: str) -> ServableModel:
         return self.models.resolve_servable(org_id, name)
 
+    @cached_property
+    def moderation(self) -> Any:
+        """The operator's moderation engine, built once (its models load on first use)."""
+        from afinar.safety.moderation import build_moderation_engine
+
+        return build_moderation_engine(self.settings, self)
+
     @property
     def engine(self) -> Any:
         """The inference engine, created on first use so the API tier starts without torch."""

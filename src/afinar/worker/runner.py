@@ -22,6 +22,7 @@ from afinar.store import jobs as repo
 from afinar.store.tables import Checkpoint, FineTunedModel, Job
 from afinar.worker.card import build_card, write_card
 from afinar.worker.child import TrainingChild
+from afinar.worker.gates import evaluate_tuned_model, verdict_summary
 from afinar.worker.results import results_csv
 from afinar.worker.validate import validate_job_files
 
@@ -57,7 +58,8 @@ class JobRunner:
         self.lease = lease
         self.settings = c.settings
         self.job_dir = c.settings.jobs_dir / lease.job_id
-        self.lost = threading.Event()
+        self.lost = threading.Event()  # set when the lease was taken away
+        self._stop = threading.Event()  # set when this runner is done with the job
         self.child: TrainingChild | None = None
         self._steps_per_epoch = 1
         self._t_first: tuple[float, int] | None = None
@@ -89,6 +91,14 @@ class JobRunner:
     # -- phases ------------------------------------------------------------------------------
 
     def run(self) -> None:
+        beat = threading.Thread(target=self._heartbeat, daemon=True, name=f"heartbeat-{self.lease.job_id}")
+        beat.start()
+        try:
+            self._run()
+        finally:
+            self._stop.set()
+
+    def _run(self) -> None:
         try:
             job = self.write(lambda s, j: j)
             if job.status == JobStatus.VALIDATING_FILES:
@@ -183,17 +193,14 @@ class JobRunner:
         job = self.write(_running)
         spec_path = self._spec(job, resume_from)
         self.child = TrainingChild(spec_path, self.job_dir / "child.log")
-        beat = threading.Thread(target=self._heartbeat, daemon=True)
-        beat.start()
         try:
             self._pump(self.child)
         finally:
-            self.lost.set()
             if self.child.proc.poll() is None:
                 self.child.kill()
 
     def _heartbeat(self) -> None:
-        while not self.lost.wait(self.settings.heartbeat_seconds):
+        while not self._stop.wait(self.settings.heartbeat_seconds):
             try:
                 status = heartbeat(self.c.db, self.lease, self.settings.lease_seconds)
             except LeaseLost:
@@ -308,6 +315,25 @@ class JobRunner:
 
         self.write(_do)
 
+    def _safety_gate(self, job: Job, adapter: Path, checks: dict[str, Any]) -> bool:
+        """Run the post-training safety evaluation; fail the job (nothing billed) when it fails."""
+        verdict = evaluate_tuned_model(self.c, job, adapter)
+        if verdict is None:
+            return True
+        data = verdict.to_dict()
+        checks["safety"] = data
+        message = verdict_summary(verdict)
+        if verdict.passed:
+            self.write(lambda s, j: repo.add_event(s, j, message, type_="moderation_checks", data=data))
+            return True
+
+        def _fail(s: Any, j: Job) -> None:
+            repo.add_event(s, j, message, level="error", type_="moderation_checks", data=data)
+
+        self.write(_fail)
+        self.fail({"code": "safety_eval_failed", "message": message, "param": None})
+        return False
+
     def _on_done(self, ev: dict[str, Any]) -> None:
         # EVAL GATE HOOK (afinar.worker.evals): a gated job is judged before its model is published.
         from afinar.worker.evals import eval_gate_blocks
@@ -318,6 +344,8 @@ class JobRunner:
             job = fence(s, self.lease, self.settings.lease_seconds)
             metrics = [e.data for e in repo.metrics_events(s, job.id) if e.data]
         checks: dict[str, Any] = {}
+        if not self._safety_gate(job, Path(ev["adapter_path"]), checks):
+            return
         write_card(
             Path(ev["adapter_path"]),
             build_card(self.c, job, trained_tokens=int(ev["trained_tokens"]), metrics=metrics, checks=checks),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from afinar.datasets import hyperparameters as hp
 from afinar.datasets.validation import job_failure as report_failure
 from afinar.datasets.validation import validate_file
+from afinar.worker.gates import screen_job_files
 
 if TYPE_CHECKING:
     from afinar.services.container import Container
@@ -52,6 +53,9 @@ def validate_job_files(c: Container, job: Job) -> Validated:
         if param == "training_file":
             n_train = report.n_examples
             billable = int(report.billable_tokens_per_epoch or 0)
+    screen_error = screen_job_files(c, job)
+    if screen_error is not None:
+        return Validated(None, screen_error, billable)
     resolved = hp.resolve(n_train, job.requested_hyperparameters, method)
     # BILLING HOOK: a job whose estimated cost exceeds what its spend limits leave fails before training.
     spend_error = c.usage.job_spend_error(job, billable * resolved.n_epochs)

@@ -1,0 +1,80 @@
+"""Safety gates around training: screen the data before, evaluate the tuned model after.
+
+Both are server configuration (``AFINAR_SAFETY_*``); no job parameter can lower them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from afinar.safety.evaluation import SafetyVerdict
+    from afinar.services.container import Container
+    from afinar.store.tables import Job
+
+
+def screen_job_files(c: Container, job: Job) -> dict[str, Any] | None:
+    """Moderate every example of the job's files; the job error when too many are flagged."""
+    if not c.settings.safety_screen:
+        return None
+    from afinar.safety.screen import screen_training_file
+
+    for param, fid in (("training_file", job.training_file), ("validation_file", job.validation_file)):
+        if fid is None:
+            continue
+        report = screen_training_file(
+            c.files.local_path(job.org_id, fid),
+            c.moderation,
+            threshold_fraction=c.settings.moderation_screen_max_flagged_fraction,
+            max_flagged_examples=c.settings.moderation_screen_max_flagged_examples,
+        )
+        error = report.error(param)
+        if error is not None:
+            return {"code": error.code, "message": error.message, "param": param}
+    return None
+
+
+def evaluate_tuned_model(c: Container, job: Job, adapter_path: Path) -> SafetyVerdict | None:
+    """Ask base and tuned model the safety prompt set through the serving engine; None when off."""
+    if not c.settings.safety_eval:
+        return None
+    from afinar.inference.types import GenerationRequest, SamplingParams
+    from afinar.safety.evaluation import SafetyRule, evaluate_safety, load_prompts
+
+    entry = c.catalog.require(job.model)
+    base_path = c.catalog.local_path(entry, c.settings.models_dir)
+    adapters = {job.model: None, job.model_name: adapter_path}
+    params = SamplingParams(max_tokens=c.settings.safety_eval_max_new_tokens, temperature=0.0)
+
+    def generate(model: str, messages: list[dict[str, str]]) -> str:
+        request = GenerationRequest(
+            base_path=base_path,
+            adapter_path=adapters[model],
+            messages=messages,
+            params=params,
+            context_length=entry.context_length,
+        )
+        result = c.engine.generate_sync(request)
+        return str(result.choices[0].text) if result.choices else ""
+
+    rule = SafetyRule(
+        max_compliance_increase=c.settings.safety_max_compliance_increase,
+        max_absolute_compliance=c.settings.safety_max_absolute_compliance,
+        max_category_increase=c.settings.safety_max_category_increase,
+    )
+    prompts = load_prompts(c.settings.safety_eval_prompts)
+    try:
+        return evaluate_safety(generate, job.model, job.model_name, prompts, rule=rule)
+    finally:
+        c.engine.unload(adapter_path)  # not servable until published
+
+
+def verdict_summary(verdict: SafetyVerdict) -> str:
+    if verdict.passed:
+        return (
+            f"Safety evaluation passed: the tuned model refused as its base did "
+            f"({verdict.n_forbidden} forbidden and {verdict.n_allowed} allowed prompts)."
+        )
+    cats = ", ".join(verdict.failed_categories) or "overall"
+    return f"The fine-tuned model failed the safety evaluation ({cats}): " + "; ".join(verdict.reasons)
