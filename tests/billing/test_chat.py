@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-import afinar.api.routes.chat as chat_route
-import afinar.services.chat as chat_service
 from afinar.services.orgs import Principal
 from afinar.store import usage as repo
 from tests.conftest import TINY
-
-_SOURCE = inspect.getsource(chat_service) + inspect.getsource(chat_route)
-WIRED = "record_inference" in _SOURCE and "check_chat_allowed" in _SOURCE
-pytestmark = pytest.mark.skipif(
-    not WIRED,
-    reason="POST /v1/chat/completions (services/chat.py, api/routes/chat.py) does not call "
-    "afinar.billing.check_chat_allowed / record_inference yet",
-)
 
 HELLO = [{"role": "user", "content": "Which wheels should I buy?"}]
 NO_EOS = {"logit_bias": {"2": -100}}  # <|im_end|> in the tiny tokenizer: replies run to max_tokens

@@ -3,8 +3,9 @@
 ``complete`` returns a finished :class:`ChatCompletion`; ``open_stream`` returns a
 :class:`ChatStream` only once the engine has accepted the request (prompt rendered and within
 the context), so every refusal is an ordinary error raised before the first byte is sent.
-Both carry the exact usage; ``usage_hook`` (if set) is called with it once per completion, for
-metering. Which request fields are honoured is listed in ``docs/api.md``.
+Both carry the exact usage, which is metered once per completion (keyed by its id) at the base
+model's inference prices; a caller past its spend limit is refused before any generation.
+Which request fields are honoured is listed in ``docs/api.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from afinar.inference.types import Delta, Finished, GenerationRequest, SamplingP
 if TYPE_CHECKING:
     from afinar.domain.models import ServableModel
     from afinar.services.container import Container
+    from afinar.services.orgs import Principal
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +74,6 @@ class PreparedChat:
     include_usage: bool
 
 
-UsageHook = Callable[[str, "ServableModel", ChatUsage], None]
-
-
 @dataclass
 class ChatStream:
     """An accepted streaming completion: iterate ``deltas()``; ``usage`` is set at the end."""
@@ -111,14 +110,14 @@ class ChatStream:
 
 
 class ChatService:
-    def __init__(self, c: Container, usage_hook: UsageHook | None = None) -> None:
+    def __init__(self, c: Container) -> None:
         self.c = c
-        self.usage_hook = usage_hook
 
     # --- public --------------------------------------------------------------------------
 
-    async def complete(self, org_id: str, body: dict[str, Any]) -> ChatCompletion:
-        prepared = await self.prepare(org_id, body)
+    async def complete(self, who: Principal, body: dict[str, Any]) -> ChatCompletion:
+        await asyncio.to_thread(self.c.usage.check_chat_allowed, who)
+        prepared = await self.prepare(who.org_id, body)
         engine = await asyncio.to_thread(lambda: self.c.engine)
         result = await engine.generate(prepared.generation)
         choices = []
@@ -130,11 +129,13 @@ class ChatService:
             merged = merge(deltas, want_logprobs)
             choices.append(ChatChoice(index=choice.index, **merged))
         usage = ChatUsage(result.prompt_tokens, result.completion_tokens)
-        self._record(org_id, prepared.servable, usage)
-        return ChatCompletion(ids.completion_id(), int(time.time()), prepared.servable.name, choices, usage)
+        completion_id = ids.completion_id()
+        await asyncio.to_thread(self._record, who, completion_id, prepared.servable, usage)
+        return ChatCompletion(completion_id, int(time.time()), prepared.servable.name, choices, usage)
 
-    async def open_stream(self, org_id: str, body: dict[str, Any]) -> ChatStream:
-        prepared = await self.prepare(org_id, body)
+    async def open_stream(self, who: Principal, body: dict[str, Any]) -> ChatStream:
+        await asyncio.to_thread(self.c.usage.check_chat_allowed, who)
+        prepared = await self.prepare(who.org_id, body)
         engine = await asyncio.to_thread(lambda: self.c.engine)
         events = engine.stream(prepared.generation)
         try:
@@ -147,15 +148,16 @@ class ChatService:
             raise ServerError("The inference engine answered out of order.")
         params = prepared.generation.params
         servable = prepared.servable
+        completion_id = ids.completion_id()
         return ChatStream(
-            id=ids.completion_id(),
+            id=completion_id,
             created=int(time.time()),
             model=servable.name,
             include_usage=prepared.include_usage,
             prompt_tokens=first.prompt_tokens,
             _events=events,
             _assemblers=[ChoiceAssembler(i, prepared.tool_mode, params.logprobs) for i in range(params.n)],
-            _on_done=lambda usage: self._record(org_id, servable, usage),
+            _on_done=lambda usage: self._record(who, completion_id, servable, usage),
         )
 
     async def prepare(self, org_id: str, body: dict[str, Any]) -> PreparedChat:
@@ -186,13 +188,19 @@ class ChatService:
         include_usage = bool(stream and options and options.get("include_usage"))
         return PreparedChat(servable, generation, tool_mode, stream, include_usage)
 
-    def _record(self, org_id: str, servable: ServableModel, usage: ChatUsage) -> None:
-        if self.usage_hook is None:
-            return
+    def _record(self, who: Principal, completion_id: str, servable: ServableModel, usage: ChatUsage) -> None:
+        """Meter the completion once (keyed by its id) at its base model's inference prices."""
         try:
-            self.usage_hook(org_id, servable, usage)
+            self.c.usage.record_inference(
+                who,
+                completion_id,
+                servable.name,
+                servable.base_id,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            )
         except Exception:  # metering must never break a completion already produced
-            log.exception("usage hook failed")
+            log.exception("metering completion %s failed", completion_id)
 
 
 # --- request checks ---------------------------------------------------------------------------

@@ -53,9 +53,9 @@ async def create_chat_completion(
     payload = body.model_dump(exclude_unset=True)
     payload["model"] = body.model
     if body.stream:
-        stream = await service.open_stream(principal.org_id, payload)
+        stream = await service.open_stream(principal, payload)
         return StreamingResponse(_sse(stream), media_type="text/event-stream", headers=SSE_HEADERS)
-    result = await service.complete(principal.org_id, payload)
+    result = await service.complete(principal, payload)
     return JSONResponse(_completion(result))
 
 

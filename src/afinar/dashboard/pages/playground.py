@@ -83,7 +83,7 @@ async def playground_submit(request: Request, v: Viewer = Depends(checked_viewer
     for side in ("left", "right"):
         try:
             result = await chat_service(c).complete(
-                v.org_id, chat_body(form, str(form.get(side) or ""), stream=False)
+                v.principal, chat_body(form, str(form.get(side) or ""), stream=False)
             )
             answers[side] = result.choices[0].content or ""
         except AfinarError as exc:
@@ -134,7 +134,7 @@ async def playground_stream(request: Request, v: Viewer = Depends(checked_viewer
         return JSONResponse({"error": "Send a JSON object."}, 400)
     try:
         body = chat_body(data, str(data.get("model") or ""), stream=True)
-        stream = await chat_service(container(request)).open_stream(v.org_id, body)
+        stream = await chat_service(container(request)).open_stream(v.principal, body)
     except AfinarError as exc:
         return JSONResponse({"error": exc.message}, status_for(exc))
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
