@@ -40,9 +40,17 @@ def foreign(client: openai.OpenAI, container, tmp_path: Path) -> dict[str, str]:
     user = admin.add_user(org, "ana@example.com", role="owner")
     admin.add_member(org, project.id, {"user_id": user.id, "role": "member"})
     assert key is not None
-    return {"file_id": fid, "job_id": job.id, "model": str(job.fine_tuned_model), "checkpoint": ckpt,
-            "project_id": project.id, "key_id": authenticate(container.db, "sk-test-key").key_id,
-            "api_key_id": key.id, "service_account_id": account.id, "user_id": user.id}
+    return {
+        "file_id": fid,
+        "job_id": job.id,
+        "model": str(job.fine_tuned_model),
+        "checkpoint": ckpt,
+        "project_id": project.id,
+        "key_id": authenticate(container.db, "sk-test-key").key_id,
+        "api_key_id": key.id,
+        "service_account_id": account.id,
+        "user_id": user.id,
+    }
 
 
 @pytest.fixture
@@ -90,7 +98,12 @@ def test_every_route_with_an_id_answers_404_to_another_org(app, http, foreign, i
             checked += 1
     assert checked >= 8
     # Nothing was changed by the intruder's attempts.
-    assert http.get(f"/v1/files/{foreign['file_id']}", headers={"authorization": "Bearer sk-test-key"}).status_code == 200
+    assert (
+        http.get(
+            f"/v1/files/{foreign['file_id']}", headers={"authorization": "Bearer sk-test-key"}
+        ).status_code
+        == 200
+    )
 
 
 def test_lists_never_show_foreign_objects(foreign, intruder: openai.OpenAI) -> None:  # type: ignore[no-untyped-def]
@@ -103,7 +116,9 @@ def test_lists_never_show_foreign_objects(foreign, intruder: openai.OpenAI) -> N
 def test_foreign_model_cannot_be_used(foreign, intruder: openai.OpenAI, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     for name in (foreign["model"], foreign["checkpoint"]):
         with pytest.raises(openai.NotFoundError) as err:
-            intruder.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+            intruder.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+            )
         assert err.value.code == "model_not_found"
     own = intruder.files.create(file=chat_file(tmp_path / "o.jsonl", 10).open("rb"), purpose="fine-tune").id
     with pytest.raises(openai.BadRequestError) as bad:

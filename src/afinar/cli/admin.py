@@ -57,16 +57,19 @@ def _org_id(c: Container, ref: str) -> str:
 
 
 def _run(fn: Callable[[], T]) -> T:
-    from afinar.errors import AfinarError
+    from afinar.errors import AfinarError, Conflict, NotFound
 
     try:
         return fn()
     except AfinarError as exc:
-        fail(exc.code or "invalid_request", exc.message)
+        kind = "not_found" if isinstance(exc, NotFound) else "conflict" if isinstance(exc, Conflict) else None
+        fail(exc.code or kind or "invalid_request", exc.message)
 
 
 @orgs.command("create")
-def orgs_create(name: str = typer.Argument(..., help="The organisation's name."), json_out: bool = JSON_OPTION) -> None:
+def orgs_create(
+    name: str = typer.Argument(..., help="The organisation's name."), json_out: bool = JSON_OPTION
+) -> None:
     """Create an organisation and its default project; print its first admin key (shown once)."""
     from afinar.services.orgs import create_org
 
@@ -113,7 +116,9 @@ def keys_create(
         a = AdminService(c)
         expires_at = int(time.time()) + expires_in if expires_in else None
         if admin:
-            made = _run(lambda: a.create_key(org_id, kind="admin", name=name, role="owner", expires_at=expires_at))
+            made = _run(
+                lambda: a.create_key(org_id, kind="admin", name=name, role="owner", expires_at=expires_at)
+            )
         else:
             project_id = project or a.default_project_id(org_id) or ""
             _run(lambda: a.project(org_id, project_id, active=True))
@@ -140,7 +145,9 @@ def keys_create(
 
 
 @keys.command("revoke")
-def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (key_…)."), org: str = ORG_OPTION) -> None:
+def keys_revoke(
+    key_id: str = typer.Argument(..., help="The key's id (key_…)."), org: str = ORG_OPTION
+) -> None:
     """Revoke a key: its next request is refused."""
     from afinar.services.admin import AdminService
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from afinar.cli import chat, evals, files, jobs, models, usage
+from afinar.cli import admin, chat, evals, files, jobs, models, usage
 from afinar.cli.client import explain
 from afinar.cli.output import fail
 from afinar.config import Settings
@@ -115,6 +115,7 @@ app.add_typer(files.app, name="files")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
 app.add_typer(evals.app, name="evals")
+app.add_typer(admin.app, name="admin")
 app.command("chat")(chat.chat)
 app.command("usage")(usage.usage)
 

@@ -180,13 +180,16 @@ class AdminService:
 
     def delete_admin_key(self, org_id: str, key_id: str) -> str:
         key = self.admin_key(org_id, key_id)
-        with self.db.session() as s:
+        with self.db.session() as s:  # count and revoke in one transaction
             if repo.count_admin_keys(s, org_id) <= 1:
                 raise Conflict(
                     "This is the organization's last admin key: create another one before deleting it.",
                     code="last_admin_key",
                 )
-        self._revoke(org_id, key)
+            row = repo.active_key(s, org_id, key_id)
+            if row is not None:
+                row.revoked_at = int(time.time())
+        audit.record(self.db, "api_key.deleted", org_id, key_id, project_id=key.project_id)
         return key_id
 
     # --- projects -----------------------------------------------------------------------------

@@ -51,7 +51,12 @@ class FilesService:
                 "expires_after.seconds must be between 3600 and 2592000", param="expires_after.seconds"
             )
         row = self.store(
-            org_id, filename, purpose, chunks, expires_after_seconds=expires_after_seconds, project_id=project_id
+            org_id,
+            filename,
+            purpose,
+            chunks,
+            expires_after_seconds=expires_after_seconds,
+            project_id=project_id,
         )
         data = {"purpose": purpose, "bytes": row.bytes}
         audit.record(self.c.db, audit.FILE_UPLOADED, org_id, row.id, project_id=project_id, data=data)

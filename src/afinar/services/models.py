@@ -123,6 +123,7 @@ class ModelsService:
                 while chunk := buf.read(1024 * 1024):
                     yield chunk
 
+        audit.record(self.c.db, audit.MODEL_DOWNLOADED, org_id, name)
         return chunks()
 
     def _unload(self, adapter_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from afinar import ids
 from afinar.errors import AuthenticationFailed, PermissionDenied
+from afinar.services import audit
 from afinar.store import admin as admin_repo
 from afinar.store import orgs as repo
 from afinar.store.db import Database
@@ -69,7 +70,7 @@ def create_org(db: Database, name: str, api_key: str | None = None) -> tuple[Org
         org = repo.add_org(s, Organization(id=ids.org_id(), name=name, slug=slug, created_at=now))
         project = Project(id=ids.new_id("proj_"), org_id=org.id, name="Default project", created_at=now)
         s.add(project)
-        repo.add_key(
+        key = repo.add_key(
             s,
             ApiKey(
                 id=ids.new_id("key_"),
@@ -83,6 +84,8 @@ def create_org(db: Database, name: str, api_key: str | None = None) -> tuple[Org
                 role="owner",
             ),
         )
+    data = {"scopes": [], "kind": "admin"}
+    audit.record(db, "api_key.created", org.id, key.id, project_id=project.id, data=data)
     return org, secret
 
 
@@ -180,7 +183,8 @@ def _owner_role(s: Session, key: ApiKey, org_id: str, project_id: str) -> tuple[
         user = admin_repo.get_user(s, org_id, key.owner_id)
         if user is None:
             return "none", None
+        if user.role == "owner":  # an organisation owner owns every project
+            return "owner", user.email
         member = admin_repo.membership(s, project_id, user.id)
-        role = member.role if member else ("owner" if user.role == "owner" else "none")
-        return (lowest(role, "reader") if user.role == "reader" else role), user.email
+        return lowest(member.role if member else "none", "reader"), user.email
     return "owner", None

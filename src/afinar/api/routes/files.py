@@ -45,8 +45,13 @@ async def create_file(
         except ValueError:
             raise InvalidRequest("expires_after.seconds must be an integer", param="expires_after") from None
     row = await run_in_threadpool(
-        c.files.create, p.org_id, upload.filename or "upload", purpose, _chunks(upload),
-        expires_after_seconds=seconds, project_id=p.project_id,
+        c.files.create,
+        p.org_id,
+        upload.filename or "upload",
+        purpose,
+        _chunks(upload),
+        expires_after_seconds=seconds,
+        project_id=p.project_id,
     )
     return file_object(row)
 
