@@ -202,3 +202,32 @@ def test_playground_works_without_javascript(signed_in: Any) -> None:
     right = re.search(r'data-answer="right"[^>]*>([^<]*)</div>', page)
     assert left is not None and right is not None
     assert not left.group(1).startswith("Error") and "does not exist" in right.group(1)
+
+
+def test_a_reader_key_may_look_but_not_change(browser_client: Any, settings: Any, tmp_path: Path) -> None:
+    import openai
+
+    admin = openai.OpenAI(
+        base_url="http://testserver/v1",
+        api_key=KEY,
+        admin_api_key=KEY,
+        http_client=browser_client,
+        max_retries=0,
+    )
+    project = admin.admin.organization.projects.create(name="viewers").id
+    made = admin.admin.organization.projects.service_accounts.create(project, name="wallboard")
+    assert made.api_key is not None
+    admin.admin.organization.projects.api_keys.update(
+        made.api_key.id, project_id=project, scopes=["api.all.read"]
+    )
+    assert sign_in(browser_client, key=made.api_key.value).status_code == 303
+    assert browser_client.get("/files").status_code == 200
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"messages": []}\n')
+    r = browser_client.post(
+        "/files",
+        files={"file": (path.name, path.read_bytes())},
+        data={"csrf_token": csrf_of(browser_client)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 403

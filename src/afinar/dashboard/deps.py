@@ -11,11 +11,13 @@ from urllib.parse import quote, urlsplit
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from afinar.api.errors import status_for
 from afinar.dashboard.session import COOKIE, DashboardSession, SessionStore, check_csrf, load_secret
 from afinar.dashboard.templating import render
-from afinar.errors import AfinarError, AuthenticationFailed
+from afinar.errors import AfinarError, AuthenticationFailed, PermissionDenied
+from afinar.services import admin, audit
 from afinar.services.container import Container
 from afinar.services.orgs import Principal, authenticate
 
@@ -63,17 +65,27 @@ def sessions(request: Request) -> SessionStore:
     return store
 
 
-def viewer(request: Request) -> Viewer:
+async def viewer(request: Request) -> Viewer:
+    """The signed-in viewer, bound to the request like an API caller: audit actor and project scope.
+
+    Async on purpose: the bindings are context variables, which must reach the endpoint.
+    """
     store = sessions(request)
     session = store.get(request.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired
     try:
-        principal = authenticate(container(request).db, session.api_key)
+        principal = await run_in_threadpool(authenticate, container(request).db, session.api_key)
     except AuthenticationFailed:
         store.drop(session.id)
         raise SignInRequired from None
+    audit.bind(principal)
+    admin.bind_scope(principal)
     return Viewer(principal, session)
+
+
+# Dashboard POSTs that change nothing (a reader may use them).
+READ_ONLY_POSTS = ("/playground", "/jobs/estimate", "/signout")
 
 
 def same_origin(request: Request) -> bool:
@@ -85,7 +97,12 @@ def same_origin(request: Request) -> bool:
 
 async def checked_viewer(request: Request) -> Viewer:
     """The viewer of a state-changing request: same origin and the session's CSRF token."""
-    v = viewer(request)
+    v = await viewer(request)
+    if v.principal.role not in ("owner", "member") and not request.url.path.startswith(READ_ONLY_POSTS):
+        raise PermissionDenied(
+            f"This key's role ({v.principal.role}) may look but not change anything.",
+            code="insufficient_permissions",
+        )
     token = request.headers.get("x-csrf-token")
     if token is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")

@@ -48,9 +48,9 @@ def _signin_page(request: Request, next_url: str, error: str = "", status: int =
 
 
 @router.get("/signin")
-def signin_form(request: Request, next: str = "/") -> Response:
+async def signin_form(request: Request, next: str = "/") -> Response:
     try:
-        viewer(request)
+        await viewer(request)
         return redirect(safe_next(next))
     except SignInRequired:
         return _signin_page(request, safe_next(next))
