@@ -70,6 +70,7 @@ PARAM_VALUES = {
     "project_id": "project_id",
     "eval_id": "job_id",
     "run_id": "job_id",
+    "output_item_id": "job_id",
     "key_id": "key_id",
     "api_key_id": "api_key_id",
     "service_account_id": "service_account_id",

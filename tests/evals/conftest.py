@@ -84,5 +84,8 @@ def jsonl_source(rows: list[tuple[dict[str, Any], str]]) -> dict[str, Any]:
     """A ``jsonl`` data source whose samples are given: ``[(item, output_text)]``."""
     return {
         "type": "jsonl",
-        "source": {"type": "file_content", "content": [{"item": i, "sample": {"output_text": o}} for i, o in rows]},
+        "source": {
+            "type": "file_content",
+            "content": [{"item": i, "sample": {"output_text": o}} for i, o in rows],
+        },
     }

@@ -12,8 +12,13 @@ import pytest
 from tests.conftest import TINY
 from tests.evals.conftest import ScriptedEngine, jsonl_source, make_eval, run_worker
 
-EQ = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
-      "reference": "{{item.answer}}", "operation": "eq"}
+EQ = {
+    "type": "string_check",
+    "name": "exact",
+    "input": "{{sample.output_text}}",
+    "reference": "{{item.answer}}",
+    "operation": "eq",
+}
 
 
 def test_eval_crud_and_lists(client: openai.OpenAI, container: Any) -> None:
@@ -44,22 +49,51 @@ def test_eval_crud_and_lists(client: openai.OpenAI, container: Any) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "param"),
     [
-        ({"testing_criteria": [{"type": "python", "name": "p", "source": "def grade(s, i): return 1"}]},
-         "testing_criteria[0].type"),
+        (
+            {"testing_criteria": [{"type": "python", "name": "p", "source": "def grade(s, i): return 1"}]},
+            "testing_criteria[0].type",
+        ),
         ({"testing_criteria": [{**EQ, "operation": "regex"}]}, "testing_criteria[0].operation"),
-        ({"testing_criteria": [{"type": "text_similarity", "name": "t", "input": "a", "reference": "b",
-                                "evaluation_metric": "bleu"}]}, "testing_criteria[0].pass_threshold"),
+        (
+            {
+                "testing_criteria": [
+                    {
+                        "type": "text_similarity",
+                        "name": "t",
+                        "input": "a",
+                        "reference": "b",
+                        "evaluation_metric": "bleu",
+                    }
+                ]
+            },
+            "testing_criteria[0].pass_threshold",
+        ),
         ({"testing_criteria": [EQ, EQ]}, "testing_criteria"),
         ({"testing_criteria": [{**EQ, "input": "{{foo.bar}}"}]}, "testing_criteria[0].input"),
-        ({"testing_criteria": [{"type": "label_model", "name": "j", "model": "no-such-model", "labels": ["a"],
-                                "passing_labels": ["a"], "input": [{"role": "user", "content": "x"}]}]},
-         "testing_criteria[0].model"),
+        (
+            {
+                "testing_criteria": [
+                    {
+                        "type": "label_model",
+                        "name": "j",
+                        "model": "no-such-model",
+                        "labels": ["a"],
+                        "passing_labels": ["a"],
+                        "input": [{"role": "user", "content": "x"}],
+                    }
+                ]
+            },
+            "testing_criteria[0].model",
+        ),
         ({"data_source_config": {"type": "logs"}}, "data_source_config.type"),
     ],
 )
 def test_create_eval_refusals(client: openai.OpenAI, kwargs: dict[str, Any], param: str) -> None:
-    args: dict[str, Any] = {"data_source_config": {"type": "custom", "item_schema": {"type": "object"}},
-                            "testing_criteria": [EQ], **kwargs}
+    args: dict[str, Any] = {
+        "data_source_config": {"type": "custom", "item_schema": {"type": "object"}},
+        "testing_criteria": [EQ],
+        **kwargs,
+    }
     with pytest.raises((openai.BadRequestError, openai.NotFoundError)) as err:
         client.evals.create(**args)
     assert err.value.param == param  # type: ignore[union-attr]
@@ -67,9 +101,11 @@ def test_create_eval_refusals(client: openai.OpenAI, kwargs: dict[str, Any], par
 
 def test_jsonl_run_lifecycle(client: openai.OpenAI, container: Any) -> None:
     ev = make_eval(client, [EQ, {**EQ, "name": "polite", "operation": "ilike", "reference": "THANKS"}])
-    rows = [({"question": "q0", "answer": "yes thanks"}, "yes thanks"),
-            ({"question": "q1", "answer": "no"}, "no, thanks"),
-            ({"question": "q2", "answer": "maybe"}, "maybe")]
+    rows = [
+        ({"question": "q0", "answer": "yes thanks"}, "yes thanks"),
+        ({"question": "q1", "answer": "no"}, "no, thanks"),
+        ({"question": "q2", "answer": "maybe"}, "maybe"),
+    ]
     run = client.evals.runs.create(ev.id, data_source=jsonl_source(rows), name="given", metadata={"k": "v"})  # type: ignore[arg-type]
     assert run.id.startswith("evalrun_") and run.object == "eval.run" and run.status == "queued"
     assert run.name == "given" and run.metadata == {"k": "v"} and run.result_counts.total == 3
@@ -100,14 +136,26 @@ def test_jsonl_run_lifecycle(client: openai.OpenAI, container: Any) -> None:
 def test_run_refusals(client: openai.OpenAI) -> None:
     ev = make_eval(client, [EQ])
     bad: list[tuple[dict[str, Any], str]] = [
-        ({"type": "jsonl", "source": {"type": "file_content", "content": [{"item": {"question": 1}}]}},
-         "data_source.source"),
-        ({"type": "jsonl", "source": {"type": "file_content", "content": [{"item": {"question": "q"}}]}},
-         "data_source.source"),  # the criteria read sample.output_text, which the line lacks
-        ({"type": "completions", "model": "nope", "source": {"type": "file_content",
-          "content": [{"item": {"question": "q"}}]},
-          "input_messages": {"type": "template", "template": [{"role": "user", "content": "{{item.question}}"}]}},
-         "data_source.model"),
+        (
+            {"type": "jsonl", "source": {"type": "file_content", "content": [{"item": {"question": 1}}]}},
+            "data_source.source",
+        ),
+        (
+            {"type": "jsonl", "source": {"type": "file_content", "content": [{"item": {"question": "q"}}]}},
+            "data_source.source",
+        ),  # the criteria read sample.output_text, which the line lacks
+        (
+            {
+                "type": "completions",
+                "model": "nope",
+                "source": {"type": "file_content", "content": [{"item": {"question": "q"}}]},
+                "input_messages": {
+                    "type": "template",
+                    "template": [{"role": "user", "content": "{{item.question}}"}],
+                },
+            },
+            "data_source.model",
+        ),
         ({"type": "responses", "source": {"type": "file_id", "id": "file-x"}}, "data_source.type"),
         ({"type": "jsonl", "source": {"type": "file_id", "id": "file-nope"}}, "data_source.source.id"),
     ]
@@ -126,16 +174,26 @@ def test_completions_run_generates_with_the_tiny_model_and_is_metered(
 ) -> None:
     ev = make_eval(client, [{**EQ, "operation": "ne", "reference": "zzz-never"}])
     path = tmp_path / "items.jsonl"
-    path.write_text("".join(json.dumps({"item": {"question": f"Which wheels, {i}?"}}) + "\n" for i in range(3)))
+    path.write_text(
+        "".join(json.dumps({"item": {"question": f"Which wheels, {i}?"}}) + "\n" for i in range(3))
+    )
     fid = client.files.create(file=path.open("rb"), purpose="evals").id
-    run = client.evals.runs.create(ev.id, data_source={  # type: ignore[arg-type]
-        "type": "completions", "model": TINY,
-        "source": {"type": "file_id", "id": fid},
-        "input_messages": {"type": "template", "template": [
-            {"role": "system", "content": "You help a skateboard shop."},
-            {"role": "user", "content": "{{item.question}}"}]},
-        "sampling_params": {"temperature": 0, "max_completion_tokens": 4, "seed": 1},
-    })
+    run = client.evals.runs.create(
+        ev.id,
+        data_source={  # type: ignore[arg-type]
+            "type": "completions",
+            "model": TINY,
+            "source": {"type": "file_id", "id": fid},
+            "input_messages": {
+                "type": "template",
+                "template": [
+                    {"role": "system", "content": "You help a skateboard shop."},
+                    {"role": "user", "content": "{{item.question}}"},
+                ],
+            },
+            "sampling_params": {"temperature": 0, "max_completion_tokens": 4, "seed": 1},
+        },
+    )
     assert run.model == TINY
     run_worker(container)
     run = client.evals.runs.retrieve(run.id, eval_id=ev.id)
@@ -157,9 +215,15 @@ def test_completions_run_generates_with_the_tiny_model_and_is_metered(
 
 def test_cancel_queued_and_running_runs(client: openai.OpenAI, container: Any) -> None:
     ev = make_eval(client, [{**EQ, "operation": "ne"}])
-    source = {"type": "completions", "model": TINY,
-              "source": {"type": "file_content", "content": [{"item": {"question": f"q{i}"}} for i in range(20)]},
-              "input_messages": {"type": "template", "template": [{"role": "user", "content": "{{item.question}}"}]}}
+    source = {
+        "type": "completions",
+        "model": TINY,
+        "source": {"type": "file_content", "content": [{"item": {"question": f"q{i}"}} for i in range(20)]},
+        "input_messages": {
+            "type": "template",
+            "template": [{"role": "user", "content": "{{item.question}}"}],
+        },
+    }
     queued = client.evals.runs.create(ev.id, data_source=source)  # type: ignore[arg-type]
     assert client.evals.runs.cancel(queued.id, eval_id=ev.id).status == "canceled"
     running = client.evals.runs.create(ev.id, data_source=source)  # type: ignore[arg-type]
@@ -184,10 +248,56 @@ def test_other_organisations_see_nothing(client: openai.OpenAI, container: Any, 
     from afinar.services.orgs import create_org
 
     ev = make_eval(client, [EQ])
+    run = client.evals.runs.create(ev.id, data_source=jsonl_source([({"question": "q", "answer": "a"}, "a")]))  # type: ignore[arg-type]
+    run_worker(container)
+    item = next(iter(client.evals.runs.output_items.list(run.id, eval_id=ev.id)))
     _, key = create_org(container.db, "rival")
     rival = openai.OpenAI(base_url="http://testserver/v1", api_key=key, http_client=http, max_retries=0)
-    with pytest.raises(openai.NotFoundError):
-        rival.evals.retrieve(ev.id)
     assert list(rival.evals.list()) == []
-    with pytest.raises(openai.NotFoundError):
-        rival.evals.runs.create(ev.id, data_source=jsonl_source([({"question": "q"}, "a")]))  # type: ignore[arg-type]
+    attempts = [
+        lambda: rival.evals.retrieve(ev.id),
+        lambda: rival.evals.update(ev.id, name="mine now"),
+        lambda: rival.evals.delete(ev.id),
+        lambda: rival.evals.runs.create(ev.id, data_source=jsonl_source([({"question": "q"}, "a")])),  # type: ignore[arg-type]
+        lambda: rival.evals.runs.list(ev.id),
+        lambda: rival.evals.runs.retrieve(run.id, eval_id=ev.id),
+        lambda: rival.evals.runs.cancel(run.id, eval_id=ev.id),
+        lambda: rival.evals.runs.delete(run.id, eval_id=ev.id),
+        lambda: rival.evals.runs.output_items.list(run.id, eval_id=ev.id),
+        lambda: rival.evals.runs.output_items.retrieve(item.id, eval_id=ev.id, run_id=run.id),
+        lambda: rival.get(
+            f"/afinar/evals/{ev.id}/compare",
+            cast_to=dict,  # type: ignore[type-var]
+            options={"params": {"base_run_id": run.id, "candidate_run_id": run.id}},
+        ),
+    ]
+    for attempt in attempts:
+        with pytest.raises(openai.NotFoundError):
+            attempt()
+    assert client.evals.retrieve(ev.id).name == "shop eval"
+    assert client.evals.runs.retrieve(run.id, eval_id=ev.id).status == "completed"
+
+
+def test_abandoned_run_is_recovered_without_redoing_items(
+    client: openai.OpenAI, container: Any, monkeypatch: Any
+) -> None:
+    from afinar.errors import LeaseLost
+    from afinar.evals import runner
+    from afinar.store import evals as repo
+
+    ev = make_eval(client, [EQ])
+    rows = [({"question": f"q{i}", "answer": "a"}, "a") for i in range(3)]
+    run = client.evals.runs.create(ev.id, data_source=jsonl_source(rows))  # type: ignore[arg-type]
+    monkeypatch.setattr(runner, "CHUNK", 1)
+    lease = repo.claim_run(container.db, "a-worker-that-dies", lease_seconds=-1)  # its lease is already stale
+    assert lease is not None and lease.run_id == run.id
+    stops = iter([False, True])
+    with pytest.raises(LeaseLost):  # the worker "dies" after its first item
+        runner.RunExecutor(container, lease, should_stop=lambda: next(stops)).run()
+    half = client.evals.runs.retrieve(run.id, eval_id=ev.id)
+    assert half.status == "in_progress" and getattr(half, "progress")["completed"] == 1  # noqa: B009
+    run_worker(container)  # another worker claims the abandoned run and finishes it
+    done = client.evals.runs.retrieve(run.id, eval_id=ev.id)
+    assert done.status == "completed" and done.result_counts.passed == 3
+    items = list(client.evals.runs.output_items.list(run.id, eval_id=ev.id))
+    assert sorted(i.datasource_item_id for i in items) == [0, 1, 2]

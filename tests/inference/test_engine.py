@@ -152,10 +152,15 @@ def test_adapter_lru_evicts_and_unload_forgets(tiny_model_dir: Path, adapters: l
         engine.close()
 
 
+@pytest.mark.parametrize("lora_path", ["batched", "peft-mixed"])
 def test_concurrent_requests_batch_across_adapters_with_solo_results(
-    tiny_model_dir: Path, adapters: list[Path], eos: int
+    tiny_model_dir: Path, adapters: list[Path], eos: int, lora_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from afinar.inference.engine import HFEngine
+    from afinar.inference.multilora import MixedLoRA
+
+    if lora_path == "peft-mixed":  # what adapters MixedLoRA cannot take (DoRA, LoRA bias) go through
+        monkeypatch.setattr(MixedLoRA, "supports", lambda self, layers, rows: False)
 
     engine = HFEngine(adapter_cache_size=8, max_batch_size=8)
     questions = ["Which wheels?", "How often should I clean my bearings in the rain?"]

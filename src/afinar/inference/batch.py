@@ -119,15 +119,21 @@ class Batch:
             if base.peft is None:
                 out = base.model(**kwargs)
             elif all(n is None for n in names):
-                with base.peft.disable_adapter():
-                    out = base.model(**kwargs)
+                base.use_adapters(False)
+                out = base.model(**kwargs)
             elif len(set(names)) == 1:
+                base.use_adapters(True)
                 name = names[0]
                 if base.active != name:
                     base.peft.set_adapter(name)
                     base.active = name
                 out = base.model(**kwargs)
+            elif base.mixed.supports(base.tuner_layers, names):
+                base.use_adapters(False)  # the LoRA layers compute the base; MixedLoRA adds the rest
+                with base.mixed.applied(base.tuner_layers, names):
+                    out = base.model(**kwargs)
             else:
+                base.use_adapters(True)
                 out = base.peft(**kwargs, adapter_names=[n or "__base__" for n in names])
         return out.logits[:, -1, :].float()
 

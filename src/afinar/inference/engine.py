@@ -23,7 +23,8 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ class HFEngine:
                 self._thread.start()
         return job
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -116,7 +117,8 @@ class HFEngine:
             job.cancelled.set()
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return collect([event async for event in self.stream(request)], request.params.n)
+        async with aclosing(self.stream(request)) as events:  # closed (so cancelled) on cancellation
+            return collect([event async for event in events], request.params.n)
 
     def iter_sync(self, request: GenerationRequest, timeout: float | None = None) -> Iterator[Event]:
         events: queue.Queue[Event] = queue.Queue()

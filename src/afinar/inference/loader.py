@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from afinar.errors import NotFound, ServerError
+from afinar.inference.multilora import MixedLoRA
 from afinar.inference.text import TokenTexts
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,21 @@ class LoadedBase:
     max_positions: int
     peft: Any = None  # the PeftModel wrapping ``model`` once an adapter is loaded
     active: str | None = None  # the peft adapter currently set active
+    tuner_layers: list[Any] = field(default_factory=list)  # peft's LoRA layers inside ``model``
+    adapters_off: bool = False
+    mixed: MixedLoRA = field(default_factory=MixedLoRA)  # batched LoRA for mixed-adapter batches
+
+    def use_adapters(self, on: bool) -> None:
+        """Switch every LoRA layer on or off by its flag.
+
+        peft's ``disable_adapter()`` context re-reads the whole model's status on each entry (~70 ms
+        for a 135M model, more than a decode step), so the flag is flipped only on transitions.
+        """
+        if self.adapters_off == (not on):
+            return
+        for layer in self.tuner_layers:
+            layer._disable_adapters = not on
+        self.adapters_off = not on
 
 
 @dataclass
@@ -87,6 +103,15 @@ def _load_vocab(path: Path, *eos_dirs: Path) -> Vocab:
     if not getattr(tokenizer, "chat_template", None):
         raise ServerError(f"the tokenizer in {path} has no chat template", code="model_error")
     return Vocab(tokenizer=tokenizer, eos_ids=_eos_ids(tokenizer, *eos_dirs), texts=TokenTexts(tokenizer))
+
+
+def _refresh_layers(base: LoadedBase) -> None:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    base.tuner_layers = [m for m in base.model.modules() if isinstance(m, BaseTunerLayer)]
+    base.mixed.invalidate()
+    for layer in base.tuner_layers:
+        layer._disable_adapters = base.adapters_off
 
 
 def is_full_model(path: Path) -> bool:
@@ -169,6 +194,7 @@ class ModelStore:
                     name = name + "x" + str(len(base.peft.peft_config))
                 base.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
         base.active = None
+        _refresh_layers(base)
         has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
         vocab = _load_vocab(path, base.path, path) if has_tokenizer else base.vocab
         log.info("loaded adapter %s as %s", path, name)
@@ -189,6 +215,7 @@ class ModelStore:
                 warnings.simplefilter("ignore", UserWarning)  # "was active which is now deleted"
                 peft.delete_adapter(adapter.name)
             adapter.base.active = None
+            _refresh_layers(adapter.base)
             log.info("unloaded adapter %s", adapter.path)
 
     def unload(self, adapter_path: Path) -> bool:

@@ -213,7 +213,9 @@ class EvalsService:
             raise eval_not_found(eid)
         return ev
 
-    def list_evals(self, org_id: str, *, after: str | None, limit: int, order: str, order_by: str) -> Page[Eval]:
+    def list_evals(
+        self, org_id: str, *, after: str | None, limit: int, order: str, order_by: str
+    ) -> Page[Eval]:
         _check_limit(limit)
         desc = _check_order(order)
         if order_by not in ("created_at", "updated_at"):
@@ -503,9 +505,15 @@ class EvalsService:
 
     # --- comparison ------------------------------------------------------------------------------
 
-    def compare(self, org_id: str, eid: str, base_run_id: str, candidate_run_id: str) -> dict[str, Any]:
+    def compare(
+        self, org_id: str, eid: str, base_run_id: str | None, candidate_run_id: str | None
+    ) -> dict[str, Any]:
         """Side by side: per-criterion pass rates and per-item changes of two runs of one eval."""
         ev = self.get(org_id, eid)
+        for param, value in (("base_run_id", base_run_id), ("candidate_run_id", candidate_run_id)):
+            if not value:
+                raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+        assert base_run_id is not None and candidate_run_id is not None
         base = self.get_run(org_id, eid, base_run_id)
         cand = self.get_run(org_id, eid, candidate_run_id)
         with self.c.db.session() as s:

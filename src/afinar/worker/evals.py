@@ -3,17 +3,16 @@
 ``run_queued_eval(c, owner)`` claims one queued run (lease + heartbeat, like jobs) and executes it;
 the worker loop calls it when no fine-tuning job is waiting.
 
-``eval_gate_blocks(runner, ev)`` is called by ``JobRunner._on_done`` before the model is published.
-When the job has a gate, it runs the gate's eval on the base model and on the freshly trained
-adapter (two eval runs, listed under the eval, in parallel so the engine batches them), judges the
-rule, records the verdict (gate row, an ``eval_gate`` job event, ``eval_gate.json`` beside the
-adapter) and, when the rule fails, fails the job with ``error.code = "eval_gate_failed"`` so the
+``eval_gate_blocks(runner, ev, checks)`` is called by ``JobRunner._on_done`` after the safety gate and
+before the model is published. When the job has a gate, it runs the gate's eval on the base model and
+on the freshly trained adapter (two eval runs, listed under the eval, in parallel so the engine batches
+them), judges the rule, records the verdict (the gate row, an ``eval_gate`` job event, the model card's
+``checks``) and, when the rule fails, fails the job with ``error.code = "eval_gate_failed"`` so the
 model is never served. It returns True when it failed the job.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -188,8 +187,11 @@ def run_gate(runner: JobRunner, job: Job, spec: dict[str, Any], adapter_path: Pa
     }
 
 
-def eval_gate_blocks(runner: JobRunner, ev: dict[str, Any]) -> bool:
-    """Run the job's gate, if any; True when the gate failed the job (the caller must stop)."""
+def eval_gate_blocks(runner: JobRunner, ev: dict[str, Any], checks: dict[str, Any] | None = None) -> bool:
+    """Run the job's gate, if any; True when the gate failed the job (the caller must stop).
+
+    The verdict goes into ``checks["eval_gate"]`` (the model card's checks) as well.
+    """
     c = runner.c
     job: Job = runner.write(lambda s, j: j)
     with c.db.session() as s:
@@ -229,11 +231,9 @@ def eval_gate_blocks(runner: JobRunner, ev: dict[str, Any]) -> bool:
             s, j, message, level="info" if passed else "error", type_="eval_gate", data=verdict
         )
     )
+    if checks is not None:
+        checks["eval_gate"] = verdict
     if passed:
-        try:
-            (Path(ev["adapter_path"]) / "eval_gate.json").write_text(json.dumps(verdict, indent=2))
-        except OSError:
-            log.exception("could not write the eval gate verdict beside the adapter of %s", job.id)
         return False
     runner.fail({"code": GATE_FAILED, "message": message + " The model is not served.", "param": None})
     return True

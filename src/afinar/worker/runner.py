@@ -335,16 +335,16 @@ class JobRunner:
         return False
 
     def _on_done(self, ev: dict[str, Any]) -> None:
-        # EVAL GATE HOOK (afinar.worker.evals): a gated job is judged before its model is published.
-        from afinar.worker.evals import eval_gate_blocks
-
-        if eval_gate_blocks(self, ev):
-            return
         with self.c.db.session() as s:
             job = fence(s, self.lease, self.settings.lease_seconds)
             metrics = [e.data for e in repo.metrics_events(s, job.id) if e.data]
         checks: dict[str, Any] = {}
         if not self._safety_gate(job, Path(ev["adapter_path"]), checks):
+            return
+        # EVAL GATE HOOK (afinar.worker.evals): a gated job is judged before its model is published.
+        from afinar.worker.evals import eval_gate_blocks
+
+        if eval_gate_blocks(self, ev, checks):
             return
         write_card(
             Path(ev["adapter_path"]),

@@ -163,8 +163,8 @@ def retrieve_output_item(
 @router.get("/afinar/evals/{eval_id}/compare")
 def compare_runs(
     eval_id: str,
-    base_run_id: str,
-    candidate_run_id: str,
+    base_run_id: str | None = None,
+    candidate_run_id: str | None = None,
     changed_only: bool = False,
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
