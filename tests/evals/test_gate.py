@@ -163,3 +163,21 @@ def test_gate_spec_refusals(client: openai.OpenAI, container: Any, gate: dict[st
     with pytest.raises(InvalidRequest) as err:
         parse_gate(container, org_id, {"eval_id": ev.id, "data_source": SOURCE, **gate})
     assert err.value.param == param
+
+
+def test_job_creation_refuses_a_bad_gate(client: openai.OpenAI, tmp_path: Path) -> None:
+    train_id = client.files.create(
+        file=chat_file(tmp_path / "t.jsonl", 12).open("rb"), purpose="fine-tune"
+    ).id
+    try:
+        job = client.fine_tuning.jobs.create(
+            model=TINY,
+            training_file=train_id,
+            extra_body={"eval_gate": {"eval_id": "eval_nope", "min_pass_rate": 1}},
+        )
+    except openai.BadRequestError as err:
+        assert err.param == "eval_gate.eval_id"
+        assert list(client.fine_tuning.jobs.list()) == []
+        return
+    client.fine_tuning.jobs.cancel(job.id)
+    pytest.skip("JobsService.check_request does not call parse_gate yet (docs/evals.md, 'Wiring')")

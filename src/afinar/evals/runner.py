@@ -29,6 +29,7 @@ from afinar.evals import criteria as crit
 from afinar.evals import report
 from afinar.evals import template as tpl
 from afinar.evals.items import Row
+from afinar.evals.requests import output_item_id
 from afinar.services.orgs import Principal
 from afinar.store import evals as repo
 from afinar.store import files as files_repo
@@ -375,7 +376,7 @@ class RunExecutor:
             status = report.item_status(g["results"], g["errored"])
             s.add(
                 EvalOutputItem(
-                    id=_output_item_id(),
+                    id=output_item_id(),
                     run_id=run.id,
                     eval_id=run.eval_id,
                     org_id=run.org_id,
@@ -413,12 +414,6 @@ class RunExecutor:
         run.finished_at = int(time.time())
         run.lease_owner = None
         run.lease_expires_at = None
-
-
-def _output_item_id() -> str:
-    from afinar.services.evals import output_item_id
-
-    return output_item_id()
 
 
 def _sample(

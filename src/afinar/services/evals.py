@@ -8,7 +8,6 @@ after training (``afinar.worker.evals.eval_gate_blocks``).
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ from afinar.errors import InvalidRequest, NotFound
 from afinar.evals import criteria as crit
 from afinar.evals import items as items_mod
 from afinar.evals import report
-from afinar.evals import template as tpl
+from afinar.evals import requests as rq
 from afinar.store import evals as repo
 from afinar.store import files as files_repo
 from afinar.store.pagination import Page
@@ -29,22 +28,8 @@ if TYPE_CHECKING:
     from afinar.services.orgs import Principal
     from afinar.store.tables import Job
 
-DEFAULT_MAX_COMPLETION_TOKENS = 256
-SAMPLING_KEYS = ("temperature", "top_p", "seed", "max_completion_tokens")
 DATABASE_PURPOSES = ("evals", "user_data", "assistants")
 MAX_DATA_FILE_BYTES = 64 * 1024 * 1024
-
-
-def eval_id() -> str:
-    return "eval_" + secrets.token_hex(16)
-
-
-def run_id() -> str:
-    return "evalrun_" + secrets.token_hex(16)
-
-
-def output_item_id() -> str:
-    return "outputitem_" + secrets.token_hex(16)
 
 
 def eval_not_found(eid: str) -> NotFound:
@@ -55,97 +40,8 @@ def run_not_found(rid: str) -> NotFound:
     return NotFound(f"No eval run found with id '{rid}'.", param="run_id")
 
 
-def _check_limit(limit: int) -> None:
-    if not 1 <= limit <= 100:
-        raise InvalidRequest("limit must be between 1 and 100", param="limit")
-
-
-def _check_order(order: str) -> bool:
-    if order not in ("asc", "desc"):
-        raise InvalidRequest("order must be 'asc' or 'desc'", param="order")
-    return order == "desc"
-
-
-def _metadata(meta: Any) -> dict[str, str] | None:
-    if meta is None:
-        return None
-    if (
-        not isinstance(meta, dict)
-        or len(meta) > 16
-        or not all(
-            isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512
-            for k, v in meta.items()
-        )
-    ):
-        raise InvalidRequest(
-            "metadata must be an object of at most 16 pairs: keys of at most 64 characters, string values of "
-            "at most 512",
-            param="metadata",
-        )
-    return dict(meta)
-
-
-def _name(raw: Any, default: str) -> str:
-    if raw is None:
-        return default
-    if not isinstance(raw, str) or len(raw) > 256:
-        raise InvalidRequest("name must be a string of at most 256 characters", param="name")
-    return raw
-
-
-def data_source_config(raw: Any) -> dict[str, Any]:
-    """The stored config: OpenAI's echo shape (``type``, ``schema``) plus the item schema we check."""
-    if not isinstance(raw, dict):
-        raise InvalidRequest("Missing required parameter: 'data_source_config'.", param="data_source_config")
-    kind = raw.get("type")
-    if kind in ("logs", "stored_completions"):
-        raise InvalidRequest(
-            f"data_source_config type '{kind}' is not supported: this server keeps no completion logs. "
-            "Use type 'custom' with an item_schema.",
-            param="data_source_config.type",
-        )
-    if kind != "custom":
-        raise InvalidRequest("data_source_config.type must be 'custom'.", param="data_source_config.type")
-    item_schema = raw.get("item_schema")
-    if not isinstance(item_schema, dict):
-        raise InvalidRequest(
-            "Missing required parameter: 'item_schema' (a JSON schema object).",
-            param="data_source_config.item_schema",
-        )
-    include_sample = bool(raw.get("include_sample_schema", False))
-    props: dict[str, Any] = {"item": item_schema}
-    required = ["item"]
-    if include_sample:
-        props["sample"] = {
-            "type": "object",
-            "properties": {
-                "model": {"type": "string"},
-                "choices": {"type": "array"},
-                "output_text": {"type": "string"},
-                "output_json": {"type": "object"},
-            },
-            "required": ["model", "choices", "output_text"],
-        }
-        required.append("sample")
-    return {
-        "type": "custom",
-        "schema": {"type": "object", "properties": props, "required": required},
-        "include_sample_schema": include_sample,
-    }
-
-
 def item_schema(ev: Eval) -> dict[str, Any]:
     return dict(ev.data_source_config.get("schema", {}).get("properties", {}).get("item") or {})
-
-
-def _uses_sample(criteria: list[dict[str, Any]]) -> bool:
-    texts: list[str] = []
-    for c in criteria:
-        texts += (
-            [c.get("input", "")] if isinstance(c.get("input"), str) else [m["content"] for m in c["input"]]
-        )
-        texts.append(c.get("reference", ""))
-    return any(ref.startswith("sample") for t in texts for ref in tpl.placeholders(t))
 
 
 class EvalsService:
@@ -187,18 +83,18 @@ class EvalsService:
         return name
 
     def create(self, p: Principal, body: dict[str, Any]) -> Eval:
-        config = data_source_config(body.get("data_source_config"))
+        config = rq.data_source_config(body.get("data_source_config"))
         criteria = crit.check_criteria(body.get("testing_criteria"))
         self._check_references(p.org_id, criteria)
         now = int(time.time())
         ev = Eval(
-            id=eval_id(),
+            id=rq.eval_id(),
             org_id=p.org_id,
             project_id=p.project_id,
-            name=_name(body.get("name"), "eval"),
+            name=rq.name(body.get("name"), "eval"),
             data_source_config=config,
             testing_criteria=criteria,
-            eval_metadata=_metadata(body.get("metadata")),
+            eval_metadata=rq.metadata(body.get("metadata")),
             created_at=now,
             updated_at=now,
         )
@@ -216,8 +112,8 @@ class EvalsService:
     def list_evals(
         self, org_id: str, *, after: str | None, limit: int, order: str, order_by: str
     ) -> Page[Eval]:
-        _check_limit(limit)
-        desc = _check_order(order)
+        rq.check_limit(limit)
+        desc = rq.check_order(order)
         if order_by not in ("created_at", "updated_at"):
             raise InvalidRequest("order_by must be 'created_at' or 'updated_at'", param="order_by")
         with self.c.db.session() as s:
@@ -231,9 +127,9 @@ class EvalsService:
             if ev is None:
                 raise eval_not_found(eid)
             if "name" in body:
-                ev.name = _name(body["name"], ev.name)
+                ev.name = rq.name(body["name"], ev.name)
             if "metadata" in body:
-                ev.eval_metadata = _metadata(body["metadata"])
+                ev.eval_metadata = rq.metadata(body["metadata"])
             ev.updated_at = int(time.time())
         return ev
 
@@ -268,7 +164,7 @@ class EvalsService:
         echo: dict[str, Any] = {"type": kind, "source": raw["source"]}
         model: str | None = None
         if kind == "jsonl":
-            if _uses_sample(ev.testing_criteria):
+            if rq.uses_sample(ev.testing_criteria):
                 missing = next(
                     (
                         i
@@ -287,8 +183,8 @@ class EvalsService:
         if model_required or raw.get("model") is not None:
             model = self._check_model(org_id, raw.get("model"), "data_source.model")
         echo["model"] = model
-        echo["input_messages"] = self._input_messages(raw.get("input_messages"))
-        echo["sampling_params"] = self._sampling(raw.get("sampling_params"))
+        echo["input_messages"] = rq.input_messages(raw.get("input_messages"))
+        echo["sampling_params"] = rq.sampling(raw.get("sampling_params"))
         return echo, rows, model
 
     def _rows(self, org_id: str, source: Any) -> list[items_mod.Row]:
@@ -329,50 +225,6 @@ class EvalsService:
             "data_source.source.type must be 'file_content' or 'file_id'.", param="data_source.source.type"
         )
 
-    def _input_messages(self, raw: Any) -> dict[str, Any]:
-        param = "data_source.input_messages"
-        if not isinstance(raw, dict):
-            raise InvalidRequest(
-                "Missing required parameter: 'input_messages' (a template or an item reference).", param=param
-            )
-        if raw.get("type") == "template":
-            msgs = crit.messages(raw.get("template"), f"{param}.template", allow_sample=False)
-            return {"type": "template", "template": [{"type": "message", **m} for m in msgs]}
-        if raw.get("type") == "item_reference":
-            ref = raw.get("item_reference")
-            if not isinstance(ref, str) or not ref.startswith("item."):
-                raise InvalidRequest(
-                    "item_reference must name a field of the item, like 'item.messages'.",
-                    param=f"{param}.item_reference",
-                )
-            return {"type": "item_reference", "item_reference": ref}
-        raise InvalidRequest(
-            "input_messages.type must be 'template' or 'item_reference'.", param=f"{param}.type"
-        )
-
-    def _sampling(self, raw: Any) -> dict[str, Any]:
-        raw = raw or {}
-        if not isinstance(raw, dict):
-            raise InvalidRequest("sampling_params must be an object.", param="data_source.sampling_params")
-        out: dict[str, Any] = {"max_completion_tokens": DEFAULT_MAX_COMPLETION_TOKENS}
-        for key in SAMPLING_KEYS:
-            value = raw.get(key)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidRequest(f"'{key}' must be a number.", param=f"data_source.sampling_params.{key}")
-            out[key] = value
-        if not 1 <= int(out["max_completion_tokens"]) <= 32768:
-            raise InvalidRequest(
-                "'max_completion_tokens' must be between 1 and 32768.",
-                param="data_source.sampling_params.max_completion_tokens",
-            )
-        if "temperature" in out and not 0 <= out["temperature"] <= 2:
-            raise InvalidRequest(
-                "'temperature' must be between 0 and 2.", param="data_source.sampling_params.temperature"
-            )
-        return out
-
     def new_run(
         self,
         ev: Eval,
@@ -388,7 +240,7 @@ class EvalsService:
         job_id: str | None = None,
         gate_role: str | None = None,
     ) -> EvalRun:
-        rid = run_id()
+        rid = rq.run_id()
         return EvalRun(
             id=rid,
             eval_id=ev.id,
@@ -423,8 +275,8 @@ class EvalsService:
             data_source=data_source,
             rows=rows,
             model=model,
-            name=_name(body.get("name"), "") or None,
-            metadata=_metadata(body.get("metadata")),
+            name=rq.name(body.get("name"), "") or None,
+            metadata=rq.metadata(body.get("metadata")),
         )
         with self.c.db.session() as s:
             if repo.get_eval(s, p.org_id, eid) is None:
@@ -442,8 +294,8 @@ class EvalsService:
     def list_runs(
         self, org_id: str, eid: str, *, after: str | None, limit: int, order: str, status: str | None
     ) -> Page[EvalRun]:
-        _check_limit(limit)
-        desc = _check_order(order)
+        rq.check_limit(limit)
+        desc = rq.check_order(order)
         if status is not None and status not in (repo.QUEUED, repo.IN_PROGRESS, *repo.FINISHED):
             raise InvalidRequest(
                 "status must be queued, in_progress, completed, canceled or failed", param="status"
@@ -487,8 +339,8 @@ class EvalsService:
         order: str,
         status: str | None,
     ) -> Page[EvalOutputItem]:
-        _check_limit(limit)
-        desc = _check_order(order)
+        rq.check_limit(limit)
+        desc = rq.check_order(order)
         if status is not None and status not in ("pass", "fail", "error"):
             raise InvalidRequest("status must be 'pass' or 'fail'", param="status")
         self.get_run(org_id, eid, rid)
@@ -579,15 +431,6 @@ def gate_object(gate: EvalGate) -> dict[str, Any]:
 # --- the fine-tuning gate ---------------------------------------------------------------------
 
 
-def _rate(raw: dict[str, Any], key: str, lo: float) -> float | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= 1:
-        raise InvalidRequest(f"'{key}' must be a number between {lo:g} and 1.", param=f"eval_gate.{key}")
-    return float(value)
-
-
 def parse_gate(c: Container, org_id: str, raw: Any) -> dict[str, Any] | None:
     """Check a job's ``eval_gate`` (400s with ``param`` under ``eval_gate``); None when absent.
 
@@ -608,8 +451,8 @@ def parse_gate(c: Container, org_id: str, raw: Any) -> dict[str, Any] | None:
         ev = svc.get(org_id, eid)
     except NotFound:
         raise InvalidRequest(f"No eval found with id '{eid}'.", param="eval_gate.eval_id") from None
-    min_rate = _rate(raw, "min_pass_rate", 0.0)
-    beat = _rate(raw, "beat_base_by", -1.0)
+    min_rate = rq.rate(raw, "min_pass_rate", 0.0)
+    beat = rq.rate(raw, "beat_base_by", -1.0)
     if min_rate is None and beat is None:
         raise InvalidRequest("eval_gate needs 'min_pass_rate' and/or 'beat_base_by'.", param="eval_gate")
     criterion = raw.get("testing_criteria")

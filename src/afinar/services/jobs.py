@@ -13,6 +13,7 @@ from afinar.datasets import hyperparameters as hp
 from afinar.domain.jobs import JobStatus, can_cancel, can_pause, can_resume
 from afinar.errors import InvalidRequest, NotFound
 from afinar.queue.leases import revoke
+from afinar.services.evals import parse_gate, register_gate
 from afinar.services import audit
 from afinar.store import files as files_repo
 from afinar.store import jobs as repo
@@ -37,6 +38,7 @@ class JobRequest:
     seed: int
     metadata: dict[str, str] | None
     integrations: list[Any] | None
+    eval_gate: dict[str, Any] | None = None
 
 
 def not_found(job_id: str) -> NotFound:
@@ -135,6 +137,7 @@ class JobsService:
             seed=seed,
             metadata=_metadata(body.get("metadata")),
             integrations=integrations,
+            eval_gate=parse_gate(self.c, org_id, body.get("eval_gate")),
         )
 
     def create(
@@ -171,6 +174,8 @@ class JobsService:
         with self.c.db.session() as s:
             s.add(job)
             s.flush()
+            if req.eval_gate is not None:
+                register_gate(s, job, req.eval_gate)
             repo.add_event(s, job, f"Created fine-tuning job: {job.id}")
             files_msg = f"Validating training file: {training_file}"
             if validation_file:

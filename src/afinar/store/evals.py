@@ -134,10 +134,8 @@ def claim_run(db: Database, owner: str, lease_seconds: float) -> RunLease | None
     """Take the oldest queued (or abandoned) standalone run, or None; compare-and-set on the token."""
     now = time.time()
     expired = or_(EvalRun.lease_expires_at.is_(None), EvalRun.lease_expires_at < now)
-    claimable = and_(
-        EvalRun.job_id.is_(None),
-        or_(EvalRun.status == QUEUED, and_(EvalRun.status == IN_PROGRESS, expired)),
-    )
+    free = or_(EvalRun.lease_owner.is_(None), expired)
+    claimable = and_(EvalRun.job_id.is_(None), EvalRun.status.in_([QUEUED, IN_PROGRESS]), free)
     with db.session() as s:
         candidates = list(
             s.execute(select(EvalRun.id, EvalRun.lease_token).where(claimable).order_by(EvalRun.seq).limit(5))
