@@ -46,6 +46,8 @@ class Settings(BaseSettings):
 
     # Serving
     adapter_cache_size: int = 8
+    # Bearer token required by GET /metrics; empty leaves it open (bind to loopback, or set it).
+    metrics_token: str = ""
     max_queued_requests: int = 32
 
     # Client commands of the CLI (files, jobs, models, chat, usage): the server and the key.

@@ -116,6 +116,14 @@ class ChatService:
     # --- public --------------------------------------------------------------------------
 
     async def complete(self, who: Principal, body: dict[str, Any]) -> ChatCompletion:
+        started = time.monotonic()
+        try:
+            return await self._complete(who, body, started)
+        except Exception:
+            self.c.metrics.failed(self._model_label(body))
+            raise
+
+    async def _complete(self, who: Principal, body: dict[str, Any], started: float) -> ChatCompletion:
         await asyncio.to_thread(self.c.usage.check_chat_allowed, who)
         prepared = await self.prepare(who.org_id, body)
         engine = await asyncio.to_thread(lambda: self.c.engine)
@@ -130,10 +138,18 @@ class ChatService:
             choices.append(ChatChoice(index=choice.index, **merged))
         usage = ChatUsage(result.prompt_tokens, result.completion_tokens)
         completion_id = ids.completion_id()
-        await asyncio.to_thread(self._record, who, completion_id, prepared.servable, usage)
+        await asyncio.to_thread(self._record, who, completion_id, prepared.servable, usage, started)
         return ChatCompletion(completion_id, int(time.time()), prepared.servable.name, choices, usage)
 
     async def open_stream(self, who: Principal, body: dict[str, Any]) -> ChatStream:
+        started = time.monotonic()
+        try:
+            return await self._open_stream(who, body, started)
+        except Exception:
+            self.c.metrics.failed(self._model_label(body))
+            raise
+
+    async def _open_stream(self, who: Principal, body: dict[str, Any], started: float) -> ChatStream:
         await asyncio.to_thread(self.c.usage.check_chat_allowed, who)
         prepared = await self.prepare(who.org_id, body)
         engine = await asyncio.to_thread(lambda: self.c.engine)
@@ -157,7 +173,7 @@ class ChatService:
             prompt_tokens=first.prompt_tokens,
             _events=events,
             _assemblers=[ChoiceAssembler(i, prepared.tool_mode, params.logprobs) for i in range(params.n)],
-            _on_done=lambda usage: self._record(who, completion_id, servable, usage),
+            _on_done=lambda usage: self._record(who, completion_id, servable, usage, started),
         )
 
     async def prepare(self, org_id: str, body: dict[str, Any]) -> PreparedChat:
@@ -188,8 +204,18 @@ class ChatService:
         include_usage = bool(stream and options and options.get("include_usage"))
         return PreparedChat(servable, generation, tool_mode, stream, include_usage)
 
-    def _record(self, who: Principal, completion_id: str, servable: ServableModel, usage: ChatUsage) -> None:
+    def _model_label(self, body: dict[str, Any]) -> str:
+        """A failed request's label: a catalogue id, else "other" (callers must not mint labels)."""
+        name = str(body.get("model", ""))
+        return name if self.c.catalog.get(name) is not None else "other"
+
+    def _record(
+        self, who: Principal, completion_id: str, servable: ServableModel, usage: ChatUsage, started: float
+    ) -> None:
         """Meter the completion once (keyed by its id) at its base model's inference prices."""
+        self.c.metrics.completed(
+            servable.name, usage.prompt_tokens, usage.completion_tokens, time.monotonic() - started
+        )
         try:
             self.c.usage.record_inference(
                 who,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from afinar.domain.models import ServableModel
     from afinar.services.files import FilesService
     from afinar.services.jobs import JobsService
+    from afinar.services.metrics import ServingMetrics
     from afinar.services.models import ModelsService
     from afinar.services.reports import ReportsService
     from afinar.services.usage import UsageService
@@ -69,6 +70,12 @@ class Container:
 
     def resolve_servable(self, org_id: str, name: str) -> ServableModel:
         return self.models.resolve_servable(org_id, name)
+
+    @cached_property
+    def metrics(self) -> ServingMetrics:
+        from afinar.services.metrics import ServingMetrics
+
+        return ServingMetrics(self)
 
     @cached_property
     def moderation(self) -> Any:
