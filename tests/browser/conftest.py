@@ -42,7 +42,7 @@ def _missing(reason: str) -> NoReturn:
     pytest.skip(f"BROWSER TESTS SKIPPED: {reason}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # sync Playwright holds a running event loop: never let it outlive the module
 def browser() -> Iterator[Any]:
     executable = chromium_path()
     if executable is None:

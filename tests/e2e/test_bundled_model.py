@@ -27,6 +27,7 @@ def test_fine_tune_the_bundled_model_for_a_few_steps(tmp_path: Path, bundled_mod
         models_path=bundled_models_dir,
         embedded_worker=False,
         bootstrap_api_key="sk-slow",
+        safety_eval_max_new_tokens=8,
     )
     c = Container(settings)
     c.migrate()
