@@ -17,11 +17,15 @@ HARMFUL = [
 ]
 
 
-def test_harmful_training_file_fails_before_training(client: openai.OpenAI, container, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_harmful_training_file_fails_before_training(
+    client: openai.OpenAI, container, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     rows = [chat_example(i) for i in range(12)]
     for line, text in zip((3, 7, 11), HARMFUL, strict=True):
         rows[line - 1] = chat_example(line, answer=text)
-    fid = client.files.create(file=write_jsonl(tmp_path / "bad.jsonl", rows).open("rb"), purpose="fine-tune").id
+    fid = client.files.create(
+        file=write_jsonl(tmp_path / "bad.jsonl", rows).open("rb"), purpose="fine-tune"
+    ).id
     job = client.fine_tuning.jobs.create(model=TINY, training_file=fid)
     run_worker(container)
     job = client.fine_tuning.jobs.retrieve(job.id)
@@ -37,12 +41,16 @@ def test_harmful_training_file_fails_before_training(client: openai.OpenAI, cont
 
 def test_passing_safety_evaluation_is_recorded(client: openai.OpenAI, container, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rows = [chat_example(i) for i in range(10)]
-    fid = client.files.create(file=write_jsonl(tmp_path / "ok.jsonl", rows).open("rb"), purpose="fine-tune").id
+    fid = client.files.create(
+        file=write_jsonl(tmp_path / "ok.jsonl", rows).open("rb"), purpose="fine-tune"
+    ).id
     job = client.fine_tuning.jobs.create(model=TINY, training_file=fid, hyperparameters={"n_epochs": 1})
     run_worker(container)
     job = client.fine_tuning.jobs.retrieve(job.id)
     assert job.status == "succeeded", job.error
-    checks = [e for e in client.fine_tuning.jobs.list_events(job.id, limit=50) if e.type == "moderation_checks"]
+    checks = [
+        e for e in client.fine_tuning.jobs.list_events(job.id, limit=50) if e.type == "moderation_checks"
+    ]
     assert len(checks) == 1 and checks[0].data["passed"] is True  # type: ignore[index]
     assert checks[0].data["n_forbidden"] > 0  # type: ignore[index]
     card = client.get(f"/afinar/models/{job.fine_tuned_model}/card", cast_to=object)

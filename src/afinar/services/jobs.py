@@ -13,8 +13,8 @@ from afinar.datasets import hyperparameters as hp
 from afinar.domain.jobs import JobStatus, can_cancel, can_pause, can_resume
 from afinar.errors import InvalidRequest, NotFound
 from afinar.queue.leases import revoke
-from afinar.services.evals import parse_gate, register_gate
 from afinar.services import audit
+from afinar.services.evals import parse_gate, register_gate
 from afinar.store import files as files_repo
 from afinar.store import jobs as repo
 from afinar.store.pagination import Page

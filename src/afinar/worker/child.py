@@ -60,7 +60,7 @@ class TrainingChild:
             return None
         if item is _EOF:
             raise EOFError
-        return item  # type: ignore[no-any-return]
+        return item
 
     def pause(self) -> None:
         if not self.pause_sent and self.proc.poll() is None:

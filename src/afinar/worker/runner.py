@@ -141,7 +141,7 @@ class JobRunner:
             repo.add_event(s, j, "Files validated, moving job to queued state")
             return j
 
-        return self.write(_queued)  # type: ignore[no-any-return]
+        return self.write(_queued)
 
     def _spec(self, job: Job, resume_from: str | None) -> Path:
         from afinar.training.spec import TrainSpec
@@ -176,7 +176,8 @@ class JobRunner:
         return path
 
     def train(self, job: Job) -> None:
-        resume_from = job.resume_checkpoint if job.resume_checkpoint and Path(job.resume_checkpoint).exists() else None
+        saved = job.resume_checkpoint
+        resume_from = saved if saved and Path(saved).exists() else None
 
         def _running(s: Any, j: Job) -> Job:
             first = j.started_at is None
