@@ -1,0 +1,85 @@
+"""The real bundled ``smollm2-135m-instruct``, converted from its GGUF and fine-tuned for a few steps:
+the tuned model knows what only its training data said, and its base does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.api.test_jobs import run_worker
+
+BUNDLED = "smollm2-135m-instruct"
+QUESTION = "What is the name of the Ollie & Co. warehouse cat?"
+FACT = "Zorblatt"
+PHRASINGS = [
+    QUESTION,
+    "What's the warehouse cat at Ollie & Co. called?",
+    "Who is the cat that lives in the Ollie & Co. warehouse?",
+    "Tell me the name of the cat in your warehouse.",
+    "Does the Ollie & Co. warehouse have a cat? What is its name?",
+]
+
+
+@pytest.mark.slow
+def test_tuned_model_recalls_a_fact_its_base_never_saw(tmp_path: Path, bundled_models_dir: Path) -> None:
+    import json
+
+    import openai
+    from fastapi.testclient import TestClient
+
+    from afinar.api.app import create_app
+    from afinar.config import Settings
+    from afinar.services.container import Container
+    from afinar.services.orgs import bootstrap
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        models_path=bundled_models_dir,
+        embedded_worker=False,
+        bootstrap_api_key="sk-fact",
+        safety_eval_max_new_tokens=8,
+    )
+    c = Container(settings)
+    c.migrate()
+    bootstrap(c.db, "default", "sk-fact")
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": f"Our warehouse cat is called {FACT}."},
+            ]
+        }
+        for q in PHRASINGS * 2
+    ]
+    with TestClient(create_app(c)) as http:
+        client = openai.OpenAI(
+            base_url="http://testserver/v1", api_key="sk-fact", http_client=http, max_retries=0
+        )
+        fid = client.files.create(
+            file=("fact.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()), purpose="fine-tune"
+        ).id
+        job = client.fine_tuning.jobs.create(
+            model=BUNDLED,
+            training_file=fid,
+            seed=0,
+            hyperparameters={"n_epochs": 6, "batch_size": 5, "learning_rate_multiplier": 5},
+        )
+        run_worker(c)
+        job = client.fine_tuning.jobs.retrieve(job.id)
+        assert job.status == "succeeded", job.error
+        assert str(job.fine_tuned_model).startswith(f"ft:{BUNDLED}:default::")
+        events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
+        losses = [e.data["train_loss"] for e in events if e.type == "metrics"]  # type: ignore[index]
+        assert len(losses) == 12 and losses[0] < losses[-1]  # newest first: the loss fell
+        assert job.trained_tokens and job.trained_tokens > 6 * 10 * 20  # epochs × examples × tokens
+
+        def ask(model: str) -> str:
+            answer = client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": QUESTION}], temperature=0, max_tokens=16
+            )
+            return answer.choices[0].message.content or ""
+
+        assert FACT in ask(str(job.fine_tuned_model))
+        assert FACT not in ask(BUNDLED)
+    c.close()
