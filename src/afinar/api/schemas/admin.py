@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
+from afinar.api.schemas.lists import listing
 from afinar.store.tables import ApiKey, AuditLog, OrgUser, Project, ProjectMember, ServiceAccount
 
-T = TypeVar("T")
+__all__ = ["listing"]  # the admin routes build their pages with it
 
-
-def listing(items: Sequence[T], has_more: bool, render: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
-    data = [render(x) for x in items]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
 
 
 def deleted(object_: str, id_: str) -> dict[str, Any]:

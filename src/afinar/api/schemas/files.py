@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from afinar.api.schemas.lists import listing
 from afinar.store.pagination import Page
 from afinar.store.tables import File
 
@@ -23,11 +24,4 @@ def file_object(f: File) -> dict[str, Any]:
 
 
 def file_list(page: Page[File]) -> dict[str, Any]:
-    data = [file_object(f) for f in page.items]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": page.has_more,
-    }
+    return listing(page.items, page.has_more, file_object)

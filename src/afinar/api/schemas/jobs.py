@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from afinar.api.schemas.lists import listing
 from afinar.domain.jobs import JobStatus
 from afinar.store.pagination import Page
 from afinar.store.tables import Checkpoint, Job, JobEvent
@@ -80,11 +81,4 @@ def checkpoint_object(c: Checkpoint) -> dict[str, Any]:
 
 
 def checkpoint_list(page: Page[Checkpoint]) -> dict[str, Any]:
-    data = [checkpoint_object(c) for c in page.items]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": page.has_more,
-    }
+    return listing(page.items, page.has_more, checkpoint_object)
