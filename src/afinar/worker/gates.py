@@ -40,7 +40,8 @@ def evaluate_tuned_model(c: Container, job: Job, adapter_path: Path) -> SafetyVe
     if not c.settings.safety_eval:
         return None
     from afinar.inference.types import GenerationRequest, SamplingParams
-    from afinar.safety.evaluation import SafetyRule, evaluate_safety, load_prompts
+    from afinar.safety.evaluation import SafetyRule, evaluate_safety
+    from afinar.safety.prompt_sets import load_prompt_set
 
     entry = c.catalog.require(job.model)
     base_path = c.catalog.local_path(entry, c.settings.models_dir)
@@ -63,7 +64,7 @@ def evaluate_tuned_model(c: Container, job: Job, adapter_path: Path) -> SafetyVe
         max_absolute_compliance=c.settings.safety_max_absolute_compliance,
         max_category_increase=c.settings.safety_max_category_increase,
     )
-    prompts = load_prompts(c.settings.safety_eval_prompts)
+    prompts = load_prompt_set(c.settings.safety_prompt_set, c.settings.safety_eval_prompts)
     try:
         return evaluate_safety(generate, job.model, job.model_name, prompts, rule=rule)
     finally:
