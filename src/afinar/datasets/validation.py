@@ -34,14 +34,16 @@ import json
 import os
 import re
 import sys
-from array import array
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from afinar.datasets.checks import FILE_FORMAT_CODES, CheckedExample, check_chat, check_preference, classify
-from afinar.datasets.encoding import encode_chat
-from afinar.datasets.report import FILE_LEVEL, Problem, Stats, ValidationReport, histogram
+from afinar.datasets.distribution import Distribution
+from afinar.datasets.duplicates import LIKELY, DuplicateDetector
+from afinar.datasets.encoding import EncodedExample, encode_rendered, trained_spans
+from afinar.datasets.report import FILE_LEVEL, Problem, ValidationReport
 
 Method = Literal["supervised", "dpo"]
 METHOD_FORMAT = {"supervised": "chat", "dpo": "preference"}
@@ -54,6 +56,10 @@ UNEXPECTED_FORMAT = (
     "or preference pairs ('input', 'preferred_output', 'non_preferred_output', method=dpo)."
 )
 _SUMMARY_EXAMPLES = 10  # example numbers listed in a job error's "(and K more problems: ...)"
+# Examples are rendered one by one and tokenized in batches of at most this many examples or
+# characters of rendered text (the fast tokenizer encodes a batch on all cores).
+TOKENIZE_BATCH_EXAMPLES = 256
+TOKENIZE_BATCH_CHARS = 4_000_000
 
 
 def special_token_pattern(tokenizer: Any) -> re.Pattern[str] | None:
@@ -130,6 +136,80 @@ def _canonical_hash(obj: Any) -> bytes:
     return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).digest()
 
 
+@dataclass
+class _Pending:
+    """One example's problems, held back until its batch is tokenized so that problems stay in
+    file order (a truncation warning follows the example's other warnings)."""
+
+    n: int
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    rendered: tuple[str, list[tuple[int, int]]] | None = None
+
+
+class _Tally:
+    """Token counts and distributions of the tokenized examples."""
+
+    def __init__(self, context_length: int | None) -> None:
+        self.context_length = context_length
+        self.max_length = context_length if context_length is not None else sys.maxsize
+        self.per_example = Distribution()
+        self.trained_per_example = Distribution()
+        self.total = self.billable = self.trained = self.n_truncated = self.truncated = 0
+
+    def add(self, n: int, enc: EncodedExample, warnings: list[Problem]) -> None:
+        full = enc.n_tokens + enc.truncated_tokens
+        n_trained = enc.n_trained
+        self.per_example.add(full)
+        self.trained_per_example.add(n_trained)
+        self.total += full
+        self.billable += enc.n_tokens
+        self.trained += n_trained
+        if enc.truncated_tokens:
+            self.n_truncated += 1
+            self.truncated += enc.truncated_tokens
+            warnings.append(
+                Problem(
+                    n,
+                    None,
+                    "truncated",
+                    f"Example {n} has {full} tokens, more than the context length of {self.context_length}; "
+                    f"the last {enc.truncated_tokens} tokens will be cut"
+                    + ("." if n_trained else ", leaving no assistant tokens to train on."),
+                )
+            )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "n_tokenized": self.per_example.count,
+            "total_tokens": self.total,
+            "trained_tokens": self.trained,
+            "billable_tokens_per_epoch": self.billable,
+            "n_truncated": self.n_truncated,
+            "truncated_tokens": self.truncated,
+            "tokens_per_example": self.per_example.stats(),
+            "trained_tokens_per_example": self.trained_per_example.stats(),
+            "token_histogram": self.per_example.histogram(),
+        }
+
+
+def _flush(
+    pending: list[_Pending], tokenizer: Any, tally: _Tally, errors: _Collector, warnings: _Collector
+) -> None:
+    """Tokenize the held-back examples in one batch, then record everything in file order."""
+    batch = [p for p in pending if p.rendered is not None]
+    if batch:
+        encoded = encode_rendered(tokenizer, [p.rendered for p in batch if p.rendered], tally.max_length)
+        for p, enc in zip(batch, encoded, strict=True):
+            tally.add(p.n, enc, p.warnings)
+    for p in pending:
+        for problem in p.errors:
+            errors.add(problem)
+        for problem in p.warnings:
+            warnings.add(problem)
+    pending.clear()
+
+
 def validate_lines(
     lines: Iterable[bytes],
     *,
@@ -137,19 +217,20 @@ def validate_lines(
     tokenizer: Any = None,
     context_length: int | None = None,
     max_problems: int = 100,
+    batch_examples: int = TOKENIZE_BATCH_EXAMPLES,
 ) -> ValidationReport:
     """Validate JSONL given as an iterable of raw lines (e.g. an open binary file, a blob stream)."""
     if method not in METHOD_FORMAT:
         raise ValueError(f"unknown method {method!r}; expected 'supervised' or 'dpo'")
     errors, warnings = _Collector(max_problems), _Collector(max_problems)
     tokens_re = special_token_pattern(tokenizer) if tokenizer is not None else None
-    max_length = context_length if context_length is not None else sys.maxsize
+    tally = _Tally(context_length)
     fmt: str | None = None
-    seen: dict[bytes, int] = {}
+    duplicates = DuplicateDetector()
     n_examples = n_objects = 0
-    n_messages = array("I")
-    per_example, trained_per_example = array("Q"), array("Q")
-    total = billable = trained = n_truncated = truncated = 0
+    n_messages = Distribution()
+    pending: list[_Pending] = []
+    pending_chars = 0
 
     for n, raw in enumerate(lines, start=1):
         if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -157,86 +238,49 @@ def validate_lines(
         if not raw.strip():
             continue
         n_examples += 1
+        ex = _Pending(n)
+        pending.append(ex)
         obj, problem = _parse(raw.rstrip(b"\r\n"), n)
+        if problem is None and not isinstance(obj, dict):
+            problem = Problem(
+                n, None, "not_an_object", f"Example {n} must be a JSON object, not {_kind(obj)}."
+            )
         if problem is not None:
-            errors.add(problem)
-            continue
-        if not isinstance(obj, dict):
-            errors.add(
-                Problem(n, None, "not_an_object", f"Example {n} must be a JSON object, not {_kind(obj)}.")
-            )
-            continue
-        n_objects += 1
-        if fmt is None and (kind := classify(obj)) is not None:
-            fmt = kind
-            if fmt != METHOD_FORMAT[method]:
-                errors.add(Problem(FILE_LEVEL, None, "format_mismatch", mismatch_message(fmt, method)))
-        expected = fmt or METHOD_FORMAT[method]
-        checked = check_chat(obj, n, tokens_re) if expected == "chat" else check_preference(obj, n, tokens_re)
-        for p in checked.problems:
-            errors.add(p)
-        if checked.conversation is None:
-            continue
-        _warn_content(checked, n, warnings)
-        digest = _canonical_hash(obj)
-        if digest in seen:
-            warnings.add(
-                Problem(
-                    n, None, "duplicate_example", f"Example {n} is a duplicate of example {seen[digest]}."
-                )
-            )
+            ex.errors.append(problem)
         else:
-            seen[digest] = n
-        n_messages.append(checked.n_messages)
-        if tokenizer is None:
-            continue
-        try:
-            enc = encode_chat(tokenizer, checked.conversation, max_length)
-        except Exception as exc:  # a template that cannot render this conversation
-            errors.add(
-                Problem(
-                    n,
-                    None,
-                    "render_error",
-                    f"Example {n} cannot be rendered with the base model's chat template: {exc}.",
-                )
+            n_objects += 1
+            if fmt is None and (kind := classify(obj)) is not None:
+                fmt = kind
+                if fmt != METHOD_FORMAT[method]:
+                    errors.add(Problem(FILE_LEVEL, None, "format_mismatch", mismatch_message(fmt, method)))
+            expected = fmt or METHOD_FORMAT[method]
+            checked = (
+                check_chat(obj, n, tokens_re) if expected == "chat" else check_preference(obj, n, tokens_re)
             )
-            continue
-        full = enc.n_tokens + enc.truncated_tokens
-        per_example.append(full)
-        trained_per_example.append(enc.n_trained)
-        total += full
-        billable += enc.n_tokens
-        trained += enc.n_trained
-        if enc.truncated_tokens:
-            n_truncated += 1
-            truncated += enc.truncated_tokens
-            warnings.add(
-                Problem(
-                    n,
-                    None,
-                    "truncated",
-                    f"Example {n} has {full} tokens, more than the context length of {context_length}; "
-                    f"the last {enc.truncated_tokens} tokens will be cut"
-                    + ("." if enc.n_trained else ", leaving no assistant tokens to train on."),
-                )
-            )
+            ex.errors.extend(checked.problems)
+            if checked.conversation is not None:
+                _check_example(checked, obj, n, duplicates, ex.warnings)
+                n_messages.add(checked.n_messages)
+                if tokenizer is not None:
+                    try:
+                        ex.rendered = trained_spans(tokenizer, checked.conversation)
+                        pending_chars += len(ex.rendered[0])
+                    except Exception as exc:  # a template that cannot render this conversation
+                        ex.errors.append(
+                            Problem(
+                                n,
+                                None,
+                                "render_error",
+                                f"Example {n} cannot be rendered with the base model's chat template: {exc}.",
+                            )
+                        )
+        if tokenizer is None or len(pending) >= batch_examples or pending_chars >= TOKENIZE_BATCH_CHARS:
+            _flush(pending, tokenizer, tally, errors, warnings)
+            pending_chars = 0
+    _flush(pending, tokenizer, tally, errors, warnings)
 
     if fmt is None and n_objects:
         errors.add(Problem(FILE_LEVEL, None, "unexpected_format", UNEXPECTED_FORMAT))
-    token_fields: dict[str, Any] = {}
-    if tokenizer is not None:
-        token_fields = {
-            "n_tokenized": len(per_example),
-            "total_tokens": total,
-            "trained_tokens": trained,
-            "billable_tokens_per_epoch": billable,
-            "n_truncated": n_truncated,
-            "truncated_tokens": truncated,
-            "tokens_per_example": Stats.of(per_example),
-            "trained_tokens_per_example": Stats.of(trained_per_example),
-            "token_histogram": histogram(per_example),
-        }
     return ValidationReport(
         method=method,
         format=fmt or "unknown",
@@ -247,9 +291,9 @@ def validate_lines(
         n_warnings_total=warnings.total,
         error_counts=dict(errors.counts),
         warning_counts=dict(warnings.counts),
-        messages_per_example=Stats.of(n_messages),
+        messages_per_example=n_messages.stats(),
         context_length=context_length,
-        **token_fields,
+        **(tally.fields() if tokenizer is not None else {}),
     )
 
 
@@ -274,14 +318,25 @@ def _kind(value: Any) -> str:
     )
 
 
-def _warn_content(checked: CheckedExample, n: int, warnings: _Collector) -> None:
+def _check_example(
+    checked: CheckedExample, obj: Any, n: int, duplicates: DuplicateDetector, warnings: list[Problem]
+) -> None:
     if not checked.has_system:
-        warnings.add(Problem(n, None, "missing_system_message", f"Example {n} has no system message."))
+        warnings.append(Problem(n, None, "missing_system_message", f"Example {n} has no system message."))
     if not checked.has_user:
-        warnings.add(Problem(n, None, "missing_user_message", f"Example {n} has no user message."))
+        warnings.append(Problem(n, None, "missing_user_message", f"Example {n} has no user message."))
     if not checked.has_trained_assistant:
-        warnings.add(
+        warnings.append(
             Problem(n, None, "no_trained_messages", f"Example {n} has no assistant message with weight 1.")
+        )
+    first = duplicates.check(_canonical_hash(obj), n)
+    if first == LIKELY:
+        warnings.append(
+            Problem(n, None, "duplicate_example", f"Example {n} is likely a duplicate of an earlier example.")
+        )
+    elif first is not None:
+        warnings.append(
+            Problem(n, None, "duplicate_example", f"Example {n} is a duplicate of example {first}.")
         )
 
 
