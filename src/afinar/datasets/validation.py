@@ -1,12 +1,15 @@
 """Validate a JSONL training file before any compute is spent, and say why a job must fail.
 
-``validate_file`` streams the file line by line in binary mode, never reading it whole: memory
-holds one line at a time, plus, per example, a 16-byte hash for duplicate detection and a few
-integers for the percentiles (about 150 bytes per example: ~15 MB for 100,000 examples, however
-long they are). It is pure Python apart from the tokenizer it may be given; token counts go
-through ``encode_chat``, i.e. the base model's own chat template, so they are the numbers
-training will see (not tiktoken estimates). ``validate_lines`` takes any iterable of raw lines
-(a blob stream, say); ``validate_file`` opens a path and hands it over.
+``validate_file`` streams the file line by line in binary mode, never reading it whole, in
+memory bounded whatever the number of examples: one line at a time (plus a batch of at most 256
+rendered examples awaiting tokenization), a bounded duplicate detector (``duplicates``: exact,
+naming the first example, up to 393,216 examples, "likely" past that; at most 10 MiB) and
+bounded distributions for the statistics (``distribution``: exact percentiles below 65,536).
+It is pure Python apart from the tokenizer it may be given; token counts go through
+``trained_spans``/``encode_rendered`` (what ``encode_chat`` and so the trainer use), i.e. the
+base model's own chat template, so they are the numbers training will see (not tiktoken
+estimates). ``validate_lines`` takes any iterable of raw lines (a blob stream, say);
+``validate_file`` opens a path and hands it over (or passes an iterable of lines on).
 
 Numbering: ``Example N`` is the 1-based *line number* in the file, so it can be found in an
 editor; blank lines are skipped (they are not examples, but they keep the numbering honest).
@@ -298,18 +301,25 @@ def validate_lines(
 
 
 def validate_file(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Iterable[bytes],
     *,
     method: Method = "supervised",
     tokenizer: Any = None,
     context_length: int | None = None,
     max_problems: int = 100,
 ) -> ValidationReport:
-    """Validate a JSONL file on disk, streaming it (see the module docstring)."""
+    """Validate a JSONL file on disk, streaming it (see the module docstring); an iterable of raw
+    lines (a decrypting blob stream, say) is validated as it comes, like ``validate_lines``."""
+    kw: dict[str, Any] = {
+        "method": method,
+        "tokenizer": tokenizer,
+        "context_length": context_length,
+        "max_problems": max_problems,
+    }
+    if not isinstance(path, str | os.PathLike):
+        return validate_lines(path, **kw)
     with open(path, "rb") as f:
-        return validate_lines(
-            f, method=method, tokenizer=tokenizer, context_length=context_length, max_problems=max_problems
-        )
+        return validate_lines(f, **kw)
 
 
 def _kind(value: Any) -> str:
