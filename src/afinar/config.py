@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # Files
     max_upload_bytes: int = 512 * 1024 * 1024
     results_csv_base64: bool = False
+    # Retention (docs/admin.md): files older than this many days become content-free tombstones, for
+    # organisations that set none of their own (unset: keep forever); the worker sweeps this often.
+    file_retention_days: int | None = Field(default=None, ge=1)
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)
 
     # Serving
     adapter_cache_size: int = 8

@@ -95,6 +95,35 @@ def orgs_list(json_out: bool = JSON_OPTION) -> None:
     table(["id", "slug", "name", "created"], [(i, sl, n, when(t)) for i, sl, n, t in rows])
 
 
+@orgs.command("retention")
+def orgs_retention(
+    org: str = typer.Argument(..., help="Organisation id (org-…) or slug."),
+    days: str = typer.Argument(..., help="Days to keep files, 'off' (forever) or 'default'."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Set how long an organisation's files are kept; older ones become tombstones (audited)."""
+    from afinar.services import retention
+
+    value: int | None
+    if days == "off":
+        value = 0
+    elif days == "default":
+        value = None
+    elif days.isdigit() and int(days) > 0:
+        value = int(days)
+    else:
+        fail("invalid_request", f"DAYS must be a positive number, 'off' or 'default', not {days!r}")
+    with _container() as c:
+        org_id = _org_id(c, org)
+        stored = _run(lambda: retention.set_days(c.db, org_id, value))
+        effective = retention.effective_days(stored, c.settings.file_retention_days)
+    if json_out:
+        print_json({"id": org_id, "file_retention_days": stored, "effective_days": effective})
+        return
+    kept = f"{effective} days" if effective else "forever"
+    out().print(f"files of {org_id} are kept {kept}", markup=False)
+
+
 @keys.command("create")
 def keys_create(
     org: str = ORG_OPTION,

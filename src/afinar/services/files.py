@@ -127,10 +127,17 @@ class FilesService:
     def local_path(self, org_id: str, file_id: str) -> str:
         return str(self.c.blobs.path(self.get(org_id, file_id).blob_key))
 
-    def delete(self, org_id: str, file_id: str) -> str:
+    def delete(self, org_id: str, file_id: str, *, reason: str | None = None) -> str:
+        """Remove the content; keep a content-free tombstone (id, bytes, purpose, created_at,
+        deleted_at) so billing and job history still name the file. Reads answer 404 from now on."""
         row = self.get(org_id, file_id)
         with self.c.db.session() as s:
-            repo.remove(s, org_id, file_id)
+            if not repo.tombstone(s, org_id, file_id, int(self.c.clock())):
+                raise not_found(file_id)
         self.c.blobs.delete(row.blob_key)
-        audit.record(self.c.db, audit.FILE_DELETED, org_id, file_id, project_id=row.project_id)
+        db, pid = self.c.db, row.project_id
+        if reason:
+            audit.record(db, audit.FILE_DELETED, org_id, file_id, project_id=pid, reason=reason)
+        else:
+            audit.record(db, audit.FILE_DELETED, org_id, file_id, project_id=pid)
         return file_id

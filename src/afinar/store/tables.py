@@ -21,6 +21,9 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(256))
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(Integer)
+    # Files older than this many days become tombstones (migration 0008_retention; services/retention.py):
+    # None follows AFINAR_FILE_RETENTION_DAYS (unset: keep forever), 0 keeps forever.
+    file_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Project(Base):
@@ -68,6 +71,9 @@ class File(Base):
     status_details: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A deleted file is a content-free tombstone (migration 0008_retention): the blob is gone, the row
+    # keeps id, bytes, purpose and created_at for billing/history; every read path skips it.
+    deleted_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Job(Base):

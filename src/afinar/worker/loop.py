@@ -23,6 +23,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next_sweep = 0.0
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was nothing to do."""
@@ -37,8 +38,22 @@ class Worker:
         JobRunner(self.c, lease).run()
         return True
 
+    def sweep_if_due(self) -> list[str]:
+        """Every ``retention_sweep_seconds``: expired files become tombstones (services/retention)."""
+        now = self.c.clock()
+        if now < self._next_sweep:
+            return []
+        self._next_sweep = now + self.c.settings.retention_sweep_seconds
+        from afinar.services.retention import sweep
+
+        return sweep(self.c)
+
     def run_forever(self) -> None:
         while not self.stop.is_set():
+            try:
+                self.sweep_if_due()
+            except Exception:
+                log.exception("retention sweep failed")
             try:
                 busy = self.run_once()
             except Exception:

@@ -1,0 +1,149 @@
+"""Deleting a file leaves a content-free tombstone; retention per organisation sweeps old files into
+tombstones, never one a running job or eval run still uses."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from afinar.clock import FixedClock
+from afinar.services import retention
+from afinar.store.tables import AuditLog, File
+from afinar.worker.loop import Worker
+from tests.conftest import TINY
+from tests.support.data import chat_file
+
+DAY = 86400
+
+
+def upload(client: openai.OpenAI, tmp_path: Path, name: str) -> str:
+    return client.files.create(file=chat_file(tmp_path / name, 3).open("rb"), purpose="fine-tune").id
+
+
+def row(container: Any, file_id: str) -> File:
+    with container.db.session() as s:
+        found = s.scalar(select(File).where(File.id == file_id))
+        assert found is not None
+        s.expunge(found)
+        return found
+
+
+def test_deleted_file_is_a_content_free_tombstone(
+    client: openai.OpenAI, container: Any, tmp_path: Path
+) -> None:
+    fid = upload(client, tmp_path, "secret-plans.jsonl")
+    before = client.files.retrieve(fid)
+    blob_key = row(container, fid).blob_key
+    assert container.blobs.path(blob_key).exists()
+    job = client.fine_tuning.jobs.create(model=TINY, training_file=fid)
+
+    deleted = client.files.delete(fid)
+    assert deleted.deleted and deleted.id == fid
+
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(fid)
+    with pytest.raises(openai.NotFoundError):
+        client.files.content(fid)
+    with pytest.raises(openai.NotFoundError):
+        client.files.delete(fid)
+    assert fid not in {f.id for f in client.files.list()}
+    assert not container.blobs.path(blob_key).exists()
+
+    tomb = row(container, fid)
+    assert tomb.status == "deleted" and tomb.deleted_at is not None
+    assert (tomb.bytes, tomb.purpose, tomb.created_at) == (before.bytes, "fine-tune", before.created_at)
+    assert tomb.filename == "" and tomb.sha256 == "" and tomb.blob_key == ""
+    # History that names the file stays readable.
+    assert client.fine_tuning.jobs.retrieve(job.id).training_file == fid
+
+
+def test_retention_sweeps_old_files_but_waits_for_running_work(
+    client: openai.OpenAI, container: Any, tmp_path: Path
+) -> None:
+    old = upload(client, tmp_path, "old.jsonl")
+    busy = upload(client, tmp_path, "busy.jsonl")
+    job = client.fine_tuning.jobs.create(model=TINY, training_file=busy)
+    org = job.organization_id
+    clock = FixedClock(time.time() + 31 * DAY)
+    container.clock = clock
+
+    assert retention.sweep(container) == []  # no retention set, no default: keep forever
+    retention.set_days(container.db, org, 30)
+    assert retention.sweep(container) == [old]  # the job still validating holds "busy"
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(old)
+    assert client.files.retrieve(busy).id == busy
+
+    client.fine_tuning.jobs.cancel(job.id)
+    assert Worker(container).sweep_if_due() == [busy]
+    assert client.fine_tuning.jobs.retrieve(job.id).training_file == busy
+
+    fresh = upload(client, tmp_path, "fresh.jsonl")
+    clock.set(time.time() + 29 * DAY)
+    assert retention.sweep(container) == []  # not 30 days old yet
+    clock.set(time.time() + 100 * DAY)
+    retention.set_days(container.db, org, 0)  # off: forever, whatever the default
+    assert retention.sweep(container) == []
+    assert client.files.retrieve(fresh).id == fresh
+
+    with container.db.session() as s:
+        entries = s.scalars(select(AuditLog).where(AuditLog.org_id == org).order_by(AuditLog.seq)).all()
+        kinds = [(e.type, e.details) for e in entries]
+    assert ("file.deleted", {"id": old, "reason": "retention"}) in kinds
+    changes = [d["changes"] for t, d in kinds if t == "organization.settings.updated"]
+    assert changes == [{"file_retention_days": 30}, {"file_retention_days": 0}]
+
+
+def test_operator_default_applies_to_organisations_without_a_setting(
+    client: openai.OpenAI, container: Any, tmp_path: Path
+) -> None:
+    fid = upload(client, tmp_path, "a.jsonl")
+    container.settings.file_retention_days = 7
+    container.clock = FixedClock(time.time() + 6 * DAY)
+    assert retention.sweep(container) == []
+    container.clock = FixedClock(time.time() + 8 * DAY)
+    assert retention.sweep(container) == [fid]
+
+
+def test_files_of_active_eval_runs_are_in_use() -> None:
+    from afinar.store.retention import _file_ids
+
+    source = {"type": "jsonl", "source": {"type": "file_id", "id": "file-abc"}}
+    criteria = [{"type": "sql_execution", "database_file_id": "file-db", "name": "x"}]
+    assert set(_file_ids(source)) | set(_file_ids(criteria)) == {"file-abc", "file-db"}
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "30", True, 40000])
+def test_bad_retention_values_are_refused(value: Any) -> None:
+    from afinar.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest):
+        retention.parse_days(value)
+
+
+def test_cli_sets_retention(tmp_path: Path, tiny_catalog: Path) -> None:
+    from afinar.cli.main import app
+
+    env = {
+        "AFINAR_DATA_DIR": str(tmp_path / "data"),
+        "AFINAR_CATALOG_FILE": str(tiny_catalog),
+        "COLUMNS": "200",
+    }
+
+    def run(*args: str) -> Any:
+        result = CliRunner().invoke(app, ["admin", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    made = json.loads(run("orgs", "create", "Acme", "--json"))
+    assert json.loads(run("orgs", "retention", "acme", "30", "--json"))["file_retention_days"] == 30
+    assert "kept forever" in run("orgs", "retention", made["id"], "off")
+    bad = CliRunner().invoke(app, ["admin", "orgs", "retention", "acme", "-3"], env=env)
+    assert bad.exit_code != 0
