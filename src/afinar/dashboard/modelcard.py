@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from afinar.catalog.registry import BaseModelEntry
 from afinar.errors import AfinarError, NotFound
 from afinar.ids import parse_model_name
+from afinar.services.evals import EvalsService
 
 if TYPE_CHECKING:
     from afinar.services.container import Container
@@ -36,6 +37,12 @@ class ModelCard:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     training_filename: str = ""
     published: dict[str, Any] = field(default_factory=dict)  # the card written when the model was published
+    eval_name: str | None = None  # the name of the eval its eval gate ran (None: no gate, or deleted)
+
+    @property
+    def checks(self) -> dict[str, Any]:
+        checks = self.published.get("checks")
+        return checks if isinstance(checks, dict) else {}
 
 
 def rows(infos: list[ModelInfo]) -> list[ModelRow]:
@@ -72,6 +79,7 @@ def card(c: Container, org_id: str, org_slug: str, name: str) -> ModelCard:
         result.published = c.models.card(org_id, name)
     except AfinarError:
         result.published = {}
+    result.eval_name = _eval_name(c, org_id, result.checks.get("eval_gate"))
     adapter = c.resolve_servable(org_id, name).adapter_path
     if adapter is not None and Path(adapter).is_dir():
         result.adapter_files = sorted(
@@ -80,6 +88,30 @@ def card(c: Container, org_id: str, org_slug: str, name: str) -> ModelCard:
             if p.is_file()
         )
     return result
+
+
+def _eval_name(c: Container, org_id: str, gate: Any) -> str | None:
+    if not isinstance(gate, dict) or not isinstance(gate.get("eval_id"), str):
+        return None
+    try:
+        return EvalsService(c).get(org_id, gate["eval_id"]).name
+    except NotFound:
+        return None
+
+
+def gate_rule(rule: Any) -> str:
+    """An eval gate's rule in words: ``pass rate ≥ 50.0%; beat the base by ≥ +0.0 pts (on "exact")``."""
+    if not isinstance(rule, dict):
+        return "—"
+    parts = []
+    if rule.get("min_pass_rate") is not None:
+        parts.append(f"pass rate ≥ {100 * rule['min_pass_rate']:.1f}%")
+    if rule.get("beat_base_by") is not None:
+        parts.append(f"beat the base by ≥ {100 * rule['beat_base_by']:+.1f} pts")
+    text = "; ".join(parts) or "—"
+    if rule.get("testing_criteria"):
+        text += f" (on criterion “{rule['testing_criteria']}”)"
+    return text
 
 
 def archive_name(name: str) -> str:

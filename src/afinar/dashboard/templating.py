@@ -10,6 +10,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from afinar import __version__
+from afinar.dashboard.evalview import item_text, percent, points
+from afinar.dashboard.modelcard import gate_rule
 
 STATUS_LABEL = {
     "validating_files": "Validating files",
@@ -87,6 +89,10 @@ def environment() -> Environment:
         size=size,
         usd=usd,
         status_label=status_label,
+        percent=percent,
+        points=points,
+        pretty=item_text,
+        gate_rule=gate_rule,
     )
     env.globals.update(version=__version__, number=number, usd=usd)
     return env

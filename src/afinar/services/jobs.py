@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from afinar.services.evals import parse_gate, register_gate
 from afinar.store import files as files_repo
 from afinar.store import jobs as repo
 from afinar.store.pagination import Page
-from afinar.store.tables import Checkpoint, Job, JobEvent
+from afinar.store.tables import Checkpoint, EvalGate, Job, JobEvent
 
 if TYPE_CHECKING:
     from afinar.services.container import Container
@@ -207,6 +208,16 @@ class JobsService:
             return repo.list_page(
                 s, org_id, after=after, limit=limit, metadata=metadata, no_metadata=no_metadata
             )
+
+    def eval_gates(self, jobs: Iterable[Job]) -> dict[str, EvalGate]:
+        """The eval gates of these jobs, by job id (jobs without one are left out)."""
+        out = {}
+        with self.c.db.session() as s:
+            for job in jobs:
+                gate = s.get(EvalGate, job.id)
+                if gate is not None and gate.org_id == job.org_id:
+                    out[job.id] = gate
+        return out
 
     def events(self, org_id: str, job_id: str, *, after: str | None, limit: int) -> Page[JobEvent]:
         _check_limit(limit)

@@ -1,9 +1,9 @@
 """Projects, keys, users, service accounts; and the project scope of a request.
 
 The project scope is a per-request filter (a ``ContextVar``) that the ORM applies to every SELECT
-of files, jobs and fine-tuned models: a request made with a project key reads only its project's
-rows, whatever service or repository runs the query. Rows without a project (written by code that
-does not know one) belong to the organisation's default project.
+of files, jobs, fine-tuned models, evals and eval runs: a request made with a project key reads only
+its project's rows, whatever service or repository runs the query. Rows without a project (written
+by code that does not know one) belong to the organisation's default project.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from afinar.store.pagination import Page, paginate
 from afinar.store.tables import (
     ApiKey,
+    Eval,
+    EvalRun,
     File,
     FineTunedModel,
     Job,
@@ -32,7 +34,7 @@ from afinar.store.tables import (
 
 # --- project scope -------------------------------------------------------------------------------
 
-SCOPED = (File, Job, FineTunedModel)
+SCOPED = (File, Job, FineTunedModel, Eval, EvalRun)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from afinar.api.schemas.jobs import checkpoint_list, event_list, job_list, job_o
 from afinar.errors import InvalidRequest
 from afinar.services.container import Container
 from afinar.services.orgs import Principal
+from afinar.store.tables import Job
 
 router = APIRouter(tags=["fine-tuning"])
 
@@ -29,13 +30,18 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def _out(c: Container, job: Job) -> dict[str, Any]:
+    """The job object, with its eval gate (additive ``eval_gate``)."""
+    return job_object(job, c.jobs.eval_gates([job]).get(job.id))
+
+
 @router.post("/fine_tuning/jobs")
 def create_job(
     body: dict[str, Any] = Depends(json_body),
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return job_object(c.jobs.create(p.org_id, p.org_slug, body, project_id=p.project_id, api_key_id=p.key_id))
+    return _out(c, c.jobs.create(p.org_id, p.org_slug, body, project_id=p.project_id, api_key_id=p.key_id))
 
 
 @router.get("/fine_tuning/jobs")
@@ -48,16 +54,15 @@ def list_jobs(
 ) -> dict[str, Any]:
     meta = {k[len("metadata[") : -1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
     no_meta = request.query_params.get("metadata") == "null"
-    return job_list(
-        c.jobs.list(p.org_id, after=after, limit=limit, metadata=meta or None, no_metadata=no_meta)
-    )
+    page = c.jobs.list(p.org_id, after=after, limit=limit, metadata=meta or None, no_metadata=no_meta)
+    return job_list(page, c.jobs.eval_gates(page.items))
 
 
 @router.get("/fine_tuning/jobs/{job_id}")
 def retrieve_job(
     job_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return job_object(c.jobs.get(p.org_id, job_id))
+    return _out(c, c.jobs.get(p.org_id, job_id))
 
 
 @router.get("/fine_tuning/jobs/{job_id}/events")
@@ -86,18 +91,18 @@ def list_checkpoints(
 def cancel_job(
     job_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return job_object(c.jobs.cancel(p.org_id, job_id))
+    return _out(c, c.jobs.cancel(p.org_id, job_id))
 
 
 @router.post("/fine_tuning/jobs/{job_id}/pause")
 def pause_job(
     job_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return job_object(c.jobs.pause(p.org_id, job_id))
+    return _out(c, c.jobs.pause(p.org_id, job_id))
 
 
 @router.post("/fine_tuning/jobs/{job_id}/resume")
 def resume_job(
     job_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return job_object(c.jobs.resume(p.org_id, job_id))
+    return _out(c, c.jobs.resume(p.org_id, job_id))

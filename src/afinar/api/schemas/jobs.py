@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from afinar.api.schemas.lists import listing
 from afinar.domain.jobs import JobStatus
 from afinar.store.pagination import Page
-from afinar.store.tables import Checkpoint, Job, JobEvent
+from afinar.store.tables import Checkpoint, EvalGate, Job, JobEvent
 
 HYPER_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
 
@@ -18,7 +19,14 @@ def hyperparameters(job: Job) -> dict[str, Any]:
     return {k: resolved.get(k, requested.get(k, "auto")) for k in HYPER_KEYS}
 
 
-def job_object(job: Job) -> dict[str, Any]:
+def eval_gate_echo(gate: EvalGate | None) -> dict[str, Any] | None:
+    """The job's additive ``eval_gate``: the gate as requested, its status and, once decided, its verdict."""
+    if gate is None:
+        return None
+    return {**gate.spec, "status": gate.status, "verdict": gate.verdict}
+
+
+def job_object(job: Job, eval_gate: EvalGate | None = None) -> dict[str, Any]:
     hyper = hyperparameters(job)
     mtype = job.method.get("type", "supervised")
     error = job.error or {"code": None, "message": None, "param": None}
@@ -45,11 +53,17 @@ def job_object(job: Job) -> dict[str, Any]:
         "user_provided_suffix": job.suffix,
         "usage_metrics": None,
         "shared_with_openai": False,
+        "eval_gate": eval_gate_echo(eval_gate),
     }
 
 
-def job_list(page: Page[Job]) -> dict[str, Any]:
-    return {"object": "list", "data": [job_object(j) for j in page.items], "has_more": page.has_more}
+def job_list(page: Page[Job], eval_gates: Mapping[str, EvalGate] | None = None) -> dict[str, Any]:
+    gates = eval_gates or {}
+    return {
+        "object": "list",
+        "data": [job_object(j, gates.get(j.id)) for j in page.items],
+        "has_more": page.has_more,
+    }
 
 
 def event_object(ev: JobEvent) -> dict[str, Any]:
