@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     moderation_guard_prompt: str = "instruction"
     moderation_screen_max_flagged_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
     moderation_screen_max_flagged_examples: int = Field(default=50, ge=0)
+    # Runtime moderation (per organisation, off by default): streamed output is moderated and
+    # released in windows of at least this many characters.
+    moderation_stream_window_chars: int = Field(default=200, ge=1)
 
     # Limits (docs/admin.md): requests per minute per API key (429 with retry-after; 0: off), and
     # jobs of one organisation trained at once (more stay queued until one ends; 0: no limit).

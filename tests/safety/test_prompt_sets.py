@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -32,7 +33,7 @@ def test_harmbench_set_ships_its_licence() -> None:
     assert licence.startswith("MIT License") and "centerforaisafety" in licence
 
 
-def test_named_sets_and_an_explicit_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_named_sets_and_an_explicit_file(tmp_path: Path) -> None:
     builtin = load_prompt_set("builtin")
     harmbench = load_prompt_set("harmbench")
     allowed = [p for p in builtin if not p.forbidden]
@@ -49,4 +50,4 @@ def test_setting_defaults_to_builtin_and_validates() -> None:
     assert Settings().safety_prompt_set == "builtin"
     assert Settings(safety_prompt_set="harmbench").safety_prompt_set == "harmbench"
     with pytest.raises(ValueError):
-        Settings(safety_prompt_set="advbench")
+        Settings(safety_prompt_set="advbench")  # type: ignore[arg-type]

@@ -9,7 +9,19 @@ from fastapi import FastAPI, Request, Response
 
 from afinar import __version__
 from afinar.api import errors
-from afinar.api.routes import admin, chat, evals, files, health, jobs, models, moderations, reports, usage
+from afinar.api.routes import (
+    admin,
+    chat,
+    evals,
+    files,
+    health,
+    jobs,
+    models,
+    moderations,
+    org_settings,
+    reports,
+    usage,
+)
 from afinar.dashboard.router import router as dashboard
 from afinar.services.container import Container
 
@@ -30,6 +42,7 @@ def create_app(container: Container) -> FastAPI:
         app.include_router(module.router, prefix="/v1")
     app.include_router(moderations.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")
+    app.include_router(org_settings.router, prefix="/v1")
     app.include_router(evals.router, prefix="/v1")
     app.include_router(dashboard)
     return app

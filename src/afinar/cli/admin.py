@@ -95,6 +95,41 @@ def orgs_list(json_out: bool = JSON_OPTION) -> None:
     table(["id", "slug", "name", "created"], [(i, sl, n, when(t)) for i, sl, n, t in rows])
 
 
+@orgs.command("settings")
+def orgs_settings(
+    org: str = typer.Argument(..., help="Organisation id (org-…) or slug."), json_out: bool = JSON_OPTION
+) -> None:
+    """Show an organisation's settings (the object of GET /v1/afinar/organization/settings)."""
+    from afinar.services import org_settings
+
+    with _container() as c:
+        settings = _run(lambda: org_settings.get(c.db, _org_id(c, org)))
+    if json_out:
+        print_json(settings)
+        return
+    fields([(k, str(v)) for k, v in settings.items() if k != "object"])
+
+
+@orgs.command("moderation")
+def orgs_moderation(
+    org: str = typer.Argument(..., help="Organisation id (org-…) or slug."),
+    state: str = typer.Argument(..., help="on or off."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Switch runtime moderation of chat completions on or off for an organisation (audited)."""
+    from afinar.services import org_settings
+
+    if state not in ("on", "off"):
+        fail("invalid_request", f"state must be 'on' or 'off', not {state!r}")
+    with _container() as c:
+        org_id = _org_id(c, org)
+        settings = _run(lambda: org_settings.update(c.db, org_id, {"runtime_moderation": state == "on"}))
+    if json_out:
+        print_json(settings)
+        return
+    out().print(f"runtime moderation {state} for {org_id}", markup=False)
+
+
 @orgs.command("retention")
 def orgs_retention(
     org: str = typer.Argument(..., help="Organisation id (org-…) or slug."),

@@ -22,6 +22,8 @@ from afinar import ids
 from afinar.errors import InvalidRequest, ServerError
 from afinar.inference.assemble import ChoiceAssembler, ChoiceDelta, ToolMode, merge
 from afinar.inference.types import Delta, Finished, GenerationRequest, SamplingParams, Started
+from afinar.safety import runtime
+from afinar.services import org_settings
 
 if TYPE_CHECKING:
     from afinar.domain.models import ServableModel
@@ -88,8 +90,17 @@ class ChatStream:
     _on_done: Callable[[ChatUsage], None]
     usage: ChatUsage | None = None
     _completion_tokens: int = field(default=0)
+    _moderator: Any = None  # runtime moderation of the output (safety/runtime.py), when on
+    _window: int = 200
 
     async def deltas(self) -> AsyncIterator[ChoiceDelta]:
+        raw = self._deltas()
+        if self._moderator is not None:
+            raw = runtime.filter_stream(raw, self._moderator, window=self._window)
+        async for d in raw:
+            yield d
+
+    async def _deltas(self) -> AsyncIterator[ChoiceDelta]:
         for assembler in self._assemblers:
             yield ChoiceDelta(assembler.index, role="assistant", content="")
         async for event in self._events:
@@ -126,6 +137,7 @@ class ChatService:
     async def _complete(self, who: Principal, body: dict[str, Any], started: float) -> ChatCompletion:
         await asyncio.to_thread(self.c.usage.check_chat_allowed, who)
         prepared = await self.prepare(who.org_id, body)
+        moderator = await self._moderate_input(who.org_id, prepared)
         engine = await asyncio.to_thread(lambda: self.c.engine)
         result = await engine.generate(prepared.generation)
         choices = []
@@ -136,6 +148,8 @@ class ChatService:
             deltas += assembler.finish(choice.finish_reason or "stop")
             merged = merge(deltas, want_logprobs)
             choices.append(ChatChoice(index=choice.index, **merged))
+        if moderator is not None:
+            await asyncio.to_thread(_filter_choices, moderator, choices)
         usage = ChatUsage(result.prompt_tokens, result.completion_tokens)
         completion_id = ids.completion_id()
         await asyncio.to_thread(self._record, who, completion_id, prepared.servable, usage, started)
@@ -152,6 +166,7 @@ class ChatService:
     async def _open_stream(self, who: Principal, body: dict[str, Any], started: float) -> ChatStream:
         await asyncio.to_thread(self.c.usage.check_chat_allowed, who)
         prepared = await self.prepare(who.org_id, body)
+        moderator = await self._moderate_input(who.org_id, prepared)
         engine = await asyncio.to_thread(lambda: self.c.engine)
         events = engine.stream(prepared.generation)
         try:
@@ -174,6 +189,8 @@ class ChatService:
             _events=events,
             _assemblers=[ChoiceAssembler(i, prepared.tool_mode, params.logprobs) for i in range(params.n)],
             _on_done=lambda usage: self._record(who, completion_id, servable, usage, started),
+            _moderator=moderator,
+            _window=self.c.settings.moderation_stream_window_chars,
         )
 
     async def prepare(self, org_id: str, body: dict[str, Any]) -> PreparedChat:
@@ -204,6 +221,15 @@ class ChatService:
         include_usage = bool(stream and options and options.get("include_usage"))
         return PreparedChat(servable, generation, tool_mode, stream, include_usage)
 
+    async def _moderate_input(self, org_id: str, prepared: PreparedChat) -> Any:
+        """With the organisation's runtime moderation on: refuse flagged input (400), and return
+        the moderation engine for the output; None when it is off."""
+        if not await asyncio.to_thread(org_settings.runtime_moderation, self.c.db, org_id):
+            return None
+        moderator = await asyncio.to_thread(lambda: self.c.moderation)
+        await asyncio.to_thread(runtime.check_input, moderator, prepared.generation.messages)
+        return moderator
+
     def _model_label(self, body: dict[str, Any]) -> str:
         """A failed request's label: a catalogue id, else "other" (callers must not mint labels)."""
         name = str(body.get("model", ""))
@@ -227,6 +253,14 @@ class ChatService:
             )
         except Exception:  # metering must never break a completion already produced
             log.exception("metering completion %s failed", completion_id)
+
+
+def _filter_choices(moderator: Any, choices: list[ChatChoice]) -> None:
+    """Withhold each flagged choice: no content, finish reason ``content_filter`` (billed as generated)."""
+    for c in choices:
+        if runtime.output_flagged(moderator, runtime.output_text(c.content, c.tool_calls, c.function_call)):
+            c.content, c.tool_calls, c.function_call, c.logprobs = None, None, None, None
+            c.finish_reason = runtime.CONTENT_FILTER
 
 
 # --- request checks ---------------------------------------------------------------------------

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SeqType = BigInteger().with_variant(Integer, "sqlite")
@@ -21,6 +33,8 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(256))
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[int] = mapped_column(Integer)
+    # Settings (GET/POST /v1/afinar/organization/settings; services/org_settings.py)
+    runtime_moderation: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Files older than this many days become tombstones (migration 0008_retention; services/retention.py):
     # None follows AFINAR_FILE_RETENTION_DAYS (unset: keep forever), 0 keeps forever.
     file_retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
