@@ -260,3 +260,21 @@ def test_model_page_shows_the_safety_and_eval_gate_checks(
     assert re.search(r"data-base-rate>25.0%", g) and re.search(r"data-tuned-rate>50.0%", g)
     assert re.search(r"data-margin>\+25.0 pts", g) and re.search(r"data-verdict>Passed", g)
     assert f"base_run_id={base.id}&amp;candidate_run_id={cand.id}" in g  # compare the gate's runs
+
+
+def test_a_queued_run_shows_progress_and_the_page_polls_until_it_ends(
+    client: openai.OpenAI, container: Any, http: Any
+) -> None:
+    ev = make_eval(client, [EXACT])
+    given: Any = jsonl_source(list(zip(ITEMS, BASE, strict=True)))
+    run = client.evals.runs.create(ev.id, data_source=given)
+    assert sign_in(http).status_code == 303
+    page = http.get(f"/evals/{ev.id}").text
+    assert f'hx-get="/evals/{ev.id}" hx-trigger="every 3s"' in page
+    row = re.search(rf'<tr data-run="{run.id}" data-status="queued">.*?</tr>', page, re.S)
+    assert row is not None and 'value="0"' in row.group(0) and "0/4" in row.group(0)
+    assert "A comparison needs two runs" in page
+    run_worker(container)
+    fragment = http.get(f"/evals/{ev.id}", headers={"hx-request": "true"}).text
+    assert fragment.startswith('<section id="eval-runs"') and "hx-trigger" not in fragment
+    assert f'<tr data-run="{run.id}" data-status="completed">' in fragment and "4/4" in fragment
