@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import typer
@@ -157,6 +158,26 @@ def orgs_retention(
         return
     kept = f"{effective} days" if effective else "forever"
     out().print(f"files of {org_id} are kept {kept}", markup=False)
+
+
+@app.command("export")
+def export(
+    org: str = typer.Argument(..., help="Organisation id (org-…) or slug."),
+    out_path: Path = typer.Option(..., "--out", help="The archive to write (a .zip, mode 0600)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Write everything an organisation owns to one archive: rows as JSONL, file contents, adapters."""
+    from afinar.services.export import export_org
+
+    with _container() as c:
+        result = _run(lambda: export_org(c, _org_id(c, org), out_path))
+    if json_out:
+        print_json({"path": str(result.path), **result.manifest})
+        return
+    counts = result.manifest["counts"]
+    fields([("archive", str(result.path)), *((k, str(v)) for k, v in counts.items())])
+    for item in result.skipped:
+        out().print(f"skipped {item['member']}: {item['reason']}", markup=False)
 
 
 @keys.command("create")
