@@ -147,3 +147,16 @@ def test_cli_sets_retention(tmp_path: Path, tiny_catalog: Path) -> None:
     assert "kept forever" in run("orgs", "retention", made["id"], "off")
     bad = CliRunner().invoke(app, ["admin", "orgs", "retention", "acme", "-3"], env=env)
     assert bad.exit_code != 0
+
+
+def test_retention_is_part_of_the_organisation_settings(http: Any, container: Any) -> None:
+    auth = {"authorization": "Bearer sk-test-key"}
+    url = "/v1/afinar/organization/settings"
+    assert http.get(url, headers=auth).json()["file_retention_days"] is None
+    r = http.post(url, headers=auth, json={"file_retention_days": 14})
+    assert r.status_code == 200 and r.json()["file_retention_days"] == 14
+    bad = http.post(url, headers=auth, json={"file_retention_days": -2})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "file_retention_days"
+    assert (
+        http.post(url, headers=auth, json={"file_retention_days": None}).json()["file_retention_days"] is None
+    )

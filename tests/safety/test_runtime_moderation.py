@@ -145,6 +145,7 @@ def test_settings_need_an_admin_key_validate_and_are_audited(
         "object": "organization.settings",
         "id": org_id,
         "runtime_moderation": True,
+        "file_retention_days": None,
     }
     assert org_settings(client)["runtime_moderation"] is True
     with pytest.raises(openai.BadRequestError) as bad:

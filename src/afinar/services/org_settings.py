@@ -22,6 +22,7 @@ from typing import Any
 
 from afinar.errors import InvalidRequest, NotFound
 from afinar.services import audit
+from afinar.services.retention import parse_days
 from afinar.store import org_settings as repo
 from afinar.store.db import Database
 
@@ -50,6 +51,13 @@ FIELDS: dict[str, SettingField] = {
             parse_bool,
             "Moderate every chat completion's input (400 content_policy_violation) and output "
             "(finish_reason content_filter). Off by default.",
+        ),
+        SettingField(
+            "file_retention_days",
+            parse_days,
+            "Days after which the organisation's files become content-free tombstones (the worker "
+            "sweeps them; files a running job or eval run uses wait); 0 keeps them forever; null "
+            "follows the operator's AFINAR_FILE_RETENTION_DAYS (unset: forever).",
         ),
     )
 }

@@ -14,7 +14,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from afinar.errors import InvalidRequest, NotFound
-from afinar.services import audit
 from afinar.store import files as files_repo
 from afinar.store import retention as repo
 
@@ -26,7 +25,6 @@ log = logging.getLogger("afinar.retention")
 
 DAY = 86400
 MAX_DAYS = 36500
-SETTINGS_UPDATED = "organization.settings.updated"
 
 
 def parse_days(value: Any, param: str = "file_retention_days") -> int | None:
@@ -44,24 +42,13 @@ def effective_days(stored: int | None, default: int | None) -> int | None:
     return days or None
 
 
-def get_days(db: Database, org_id: str) -> int | None:
-    with db.session() as s:
-        exists, days = repo.get_days(s, org_id)
-    if not exists:
-        raise NotFound(f"No organization found with id '{org_id}'.", param="organization")
-    return days
-
-
 def set_days(db: Database, org_id: str, days: int | None) -> int | None:
-    """Store an organisation's retention (audited as ``organization.settings.updated``)."""
-    days = parse_days(days)
-    with db.session() as s:
-        exists, before = repo.get_days(s, org_id)
-        if not exists or not repo.set_days(s, org_id, days):
-            raise NotFound(f"No organization found with id '{org_id}'.", param="organization")
-    if before != days:
-        audit.record(db, SETTINGS_UPDATED, org_id, org_id, changes={"file_retention_days": days})
-    return days
+    """Store an organisation's retention through its settings object (validated, audited as
+    ``organization.settings.updated``); the stored value."""
+    from afinar.services import org_settings
+
+    value: int | None = org_settings.update(db, org_id, {"file_retention_days": days})["file_retention_days"]
+    return value
 
 
 def sweep(c: Container) -> list[str]:

@@ -19,21 +19,6 @@ def org_retentions(s: Session) -> list[tuple[str, int | None]]:
     return [(r[0], r[1]) for r in s.execute(select(Organization.id, Organization.file_retention_days))]
 
 
-def get_days(s: Session, org_id: str) -> tuple[bool, int | None]:
-    """(the organisation exists, its stored ``file_retention_days``)."""
-    row = s.execute(select(Organization.file_retention_days).where(Organization.id == org_id)).first()
-    return (False, None) if row is None else (True, row[0])
-
-
-def set_days(s: Session, org_id: str, days: int | None) -> bool:
-    org = s.scalar(select(Organization).where(Organization.id == org_id))
-    if org is None:
-        return False
-    org.file_retention_days = days
-    s.flush()
-    return True
-
-
 def _file_ids(value: Any) -> Iterator[str]:
     """Every ``file-…`` string anywhere in a JSON value (data sources, testing criteria)."""
     if isinstance(value, str):
