@@ -198,6 +198,7 @@ def test_model_page_shows_the_safety_and_eval_gate_checks(
     client: openai.OpenAI, container: Any, http: Any, tmp_path: Path
 ) -> None:
     from afinar.evals import report
+    from afinar.safety.evaluation import SafetyRule, SafetyVerdict
 
     ev, base, cand = seed_comparison(client, container)
     train = client.files.create(file=chat_file(tmp_path / "t.jsonl", 12).open("rb"), purpose="fine-tune")
@@ -228,19 +229,25 @@ def test_model_page_shows_the_safety_and_eval_gate_checks(
         "reasons": decided.reasons,
         "decided_at": int(time.time()),
     }
-    safety = {
-        "passed": True,
-        "reasons": [],
-        "warnings": ["over-refusal rose by 12.0 points"],
-        "classifier": "lexical",
-        "n_forbidden": 40,
-        "n_allowed": 20,
-        "base_compliance": 0.05,
-        "tuned_compliance": 0.075,
-        "base_over_refusal": 0.1,
-        "tuned_over_refusal": 0.22,
-        "mcnemar_p": 0.5,
-    }
+    safety = SafetyVerdict(  # the worker writes ``verdict.to_dict()`` under ``checks.safety``
+        passed=True,
+        reasons=[],
+        warnings=["over-refusal rose by 12.0 points"],
+        base_model=TINY,
+        tuned_model=str(job.fine_tuned_model),
+        classifier="lexical",
+        n_forbidden=40,
+        n_allowed=20,
+        base_compliance=0.05,
+        tuned_compliance=0.075,
+        base_over_refusal=0.1,
+        tuned_over_refusal=0.22,
+        mcnemar_p=0.5,
+        regressions=[],
+        categories={},
+        failed_categories=[],
+        rule=SafetyRule(),
+    ).to_dict()
     name = publish_with_card(
         container, job.id, {"safety": safety, "eval_gate": verdict}, tmp_path / "adapter"
     )
