@@ -12,11 +12,17 @@ from typing import Any
 
 import pytest
 
-from afinar.datasets import validation
+from afinar.datasets import encoding, validation
 from afinar.datasets.chat_template import prepare_messages
 from afinar.datasets.distribution import EXACT_BELOW, Distribution
 from afinar.datasets.duplicates import LIKELY, DuplicateDetector
-from afinar.datasets.encoding import IGNORE_INDEX, encode_chat, encode_rendered, trained_spans
+from afinar.datasets.encoding import (
+    IGNORE_INDEX,
+    encode_chat,
+    encode_rendered,
+    trained_spans,
+    trained_spans_many,
+)
 from afinar.datasets.report import Stats, histogram, percentile
 from afinar.datasets.validation import validate_lines
 from tests.support.tiny_model import build_tiny_model
@@ -252,6 +258,7 @@ def test_batched_encoding_equals_the_reference(tokenizer: Any, native_tools: boo
     tok = copy.deepcopy(tokenizer)
     if native_tools:
         tok.chat_template = TOOLS_TEMPLATE
+    assert encoding._backend(tok) is not None  # the direct Rust batch call is what is compared
     examples = varied_conversations()
     batched = encode_rendered(tok, [trained_spans(tok, ex) for ex in examples], max_length)
     for example, fast in zip(examples, batched, strict=True):
@@ -282,3 +289,27 @@ def test_report_is_the_same_whatever_the_batch_size(tokenizer: Any) -> None:
     lines = [w["example"] for w in reports[0]["warnings"]]
     assert lines == sorted(lines)
     assert reports[0]["errors"][0]["example"] == 6
+
+
+def test_one_example_the_template_refuses_does_not_spoil_its_batch(tokenizer: Any) -> None:
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = (
+        "{% for message in messages %}{% if message['content'] == 'boom' %}"
+        "{{ raise_exception('cannot render boom') }}{% endif %}{% endfor %}" + tokenizer.chat_template
+    )
+    examples = [chat(1), chat(2, answer="boom"), chat(3), {**chat(4), "tools": TOOLS}]
+    results = trained_spans_many(tok, examples)
+    assert isinstance(results[1], Exception) and "cannot render boom" in str(results[1])
+    for example, result in zip(examples, results, strict=True):
+        if example is not examples[1]:
+            assert result == trained_spans(tok, example)
+    raw = [json.dumps(e).encode() for e in examples]
+    report = validate_lines(iter(raw), tokenizer=tok, context_length=10**6)
+    assert [(p.example, p.code, p.message) for p in report.errors] == [
+        (
+            2,
+            "render_error",
+            "Example 2 cannot be rendered with the base model's chat template: cannot render boom.",
+        )
+    ]
+    assert report.n_tokenized == 3

@@ -57,15 +57,31 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, Any]], tools: Any = N
     return _render(tokenizer, prepared, tools, True)
 
 
-def trained_spans(tokenizer: Any, example: dict[str, Any]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered text and the character spans of the assistant turns that are trained on.
+Spans = list[tuple[int, int]]
 
-    A trained assistant message ``i`` spans from the end of ``render(messages[:i])`` with the
-    generation prompt to the end of ``render(messages[:i+1])`` (up to and including its EOS).
-    The prefixes are rendered in two batched calls (with and without the generation prompt),
-    and the last message's prefix is the whole conversation, already rendered: a one-turn
-    example costs two renders, not three.
-    """
+
+@dataclass(frozen=True)
+class _Plan:
+    """What rendering one example takes: its template-ready messages and trained turns."""
+
+    messages: list[dict[str, Any]]
+    tools: Any
+    trained: list[int]  # indices (into ``messages``) of the assistant turns with weight 1
+
+    @property
+    def closed(self) -> list[list[dict[str, Any]]]:
+        """The whole conversation, then each trained turn's prefix through that turn (except the
+        last message's, which is the whole conversation), rendered without a generation prompt."""
+        last = len(self.messages) - 1
+        return [self.messages, *(self.messages[: i + 1] for i in self.trained if i != last)]
+
+    @property
+    def opened(self) -> list[list[dict[str, Any]]]:
+        """The prefix before each trained turn, rendered with the generation prompt."""
+        return [self.messages[:i] for i in self.trained if i]
+
+
+def _plan(tokenizer: Any, example: dict[str, Any]) -> _Plan:
     tools = example.get("tools")
     raw = example["messages"]
     messages = prepare_messages(raw, tools, getattr(tokenizer, "chat_template", None))
@@ -75,16 +91,15 @@ def trained_spans(tokenizer: Any, example: dict[str, Any]) -> tuple[str, list[tu
         for i, msg in enumerate(messages)
         if msg["role"] == "assistant" and raw[i - shift].get("weight", 1) != 0
     ]
-    last = len(messages) - 1
-    closed = _render_many(
-        tokenizer, [messages, *(messages[: i + 1] for i in trained if i != last)], tools, False
-    )
-    text, throughs = closed[0], iter(closed[1:])
-    opened = iter(_render_many(tokenizer, [messages[:i] for i in trained if i], tools, True))
-    eos = tokenizer.eos_token or ""
-    spans: list[tuple[int, int]] = []
-    for i in trained:
-        before = next(opened) if i else ""
+    return _Plan(messages, tools, trained)
+
+
+def _spans(plan: _Plan, closed: list[str], opened: list[str], eos: str) -> tuple[str, Spans]:
+    text, throughs, befores = closed[0], iter(closed[1:]), iter(opened)
+    last = len(plan.messages) - 1
+    spans: Spans = []
+    for i in plan.trained:
+        before = next(befores) if i else ""
         through = text if i == last else next(throughs)
         if not text.startswith(through) or not through.startswith(before):
             raise ValueError("chat template does not render conversations incrementally")
@@ -95,27 +110,94 @@ def trained_spans(tokenizer: Any, example: dict[str, Any]) -> tuple[str, list[tu
     return text, spans
 
 
+def _render_plan(tokenizer: Any, plan: _Plan) -> tuple[str, Spans]:
+    closed = _render_many(tokenizer, plan.closed, plan.tools, False)
+    opened = _render_many(tokenizer, plan.opened, plan.tools, True)
+    return _spans(plan, closed, opened, tokenizer.eos_token or "")
+
+
+def trained_spans(tokenizer: Any, example: dict[str, Any]) -> tuple[str, Spans]:
+    """The rendered text and the character spans of the assistant turns that are trained on.
+
+    A trained assistant message ``i`` spans from the end of ``render(messages[:i])`` with the
+    generation prompt to the end of ``render(messages[:i+1])`` (up to and including its EOS).
+    The prefixes are rendered in two batched calls (with and without the generation prompt),
+    and the last message's prefix is the whole conversation, already rendered: a one-turn
+    example costs two renders, not three.
+    """
+    return _render_plan(tokenizer, _plan(tokenizer, example))
+
+
+def trained_spans_many(tokenizer: Any, examples: list[dict[str, Any]]) -> list[tuple[str, Spans] | Exception]:
+    """``trained_spans`` of each example, or the exception it raised.
+
+    Examples without tools are rendered together: two ``apply_chat_template`` calls for the
+    whole list. If one of them cannot be rendered, each is rendered on its own again, so every
+    example gets exactly the result (or the error) ``trained_spans`` gives it.
+    """
+    results: list[tuple[str, Spans] | Exception | None] = [None] * len(examples)
+    together: list[tuple[int, _Plan]] = []
+    for k, example in enumerate(examples):
+        try:
+            plan = _plan(tokenizer, example)
+            if plan.tools:
+                results[k] = _render_plan(tokenizer, plan)
+            else:
+                together.append((k, plan))
+        except Exception as exc:
+            results[k] = exc
+    if together:
+        try:
+            closed = _render_many(tokenizer, [c for _, p in together for c in p.closed], None, False)
+            opened = _render_many(tokenizer, [c for _, p in together for c in p.opened], None, True)
+        except Exception:
+            for k, plan in together:
+                try:
+                    results[k] = _render_plan(tokenizer, plan)
+                except Exception as exc:
+                    results[k] = exc
+        else:
+            eos = tokenizer.eos_token or ""
+            c = o = 0
+            for k, plan in together:
+                nc, no = len(plan.closed), len(plan.opened)
+                try:
+                    results[k] = _spans(plan, closed[c : c + nc], opened[o : o + no], eos)
+                except Exception as exc:
+                    results[k] = exc
+                c, o = c + nc, o + no
+    return [r if r is not None else RuntimeError("not rendered") for r in results]
+
+
+def _backend(tokenizer: Any) -> Any:
+    """The Rust tokenizer behind a fast tokenizer, when calling it directly is exactly what the
+    transformers call does (no truncation or padding configured, same special-token handling)."""
+    if not getattr(tokenizer, "is_fast", False):
+        return None
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.truncation is not None or backend.padding is not None:
+        return None
+    if bool(getattr(backend, "encode_special_tokens", False)) != bool(
+        getattr(tokenizer, "split_special_tokens", False)
+    ):
+        return None
+    return backend
+
+
 def tokenize_many(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
     """(token ids, character offsets) of each text, without added special tokens.
 
-    A fast tokenizer gets all texts in one call: its batch call encodes each text exactly as a
-    call with that text alone (transformers wraps a single text into a batch of one), and the
-    Rust side spreads the batch over the CPU cores.
+    A fast tokenizer gets all texts in one ``encode_batch`` call of its Rust backend: that is
+    the call transformers itself makes (it wraps a single text into a batch of one), so each
+    text is encoded exactly as on its own, and the batch is spread over the CPU cores. The
+    backend is called directly, skipping transformers' per-text conversion to Python lists,
+    only when it is configured as transformers would configure it; otherwise the public call.
     """
     if not texts:
         return []
-    if len(texts) > 1 and getattr(tokenizer, "is_fast", False):
-        enc = tokenizer(
-            texts,
-            add_special_tokens=False,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return [
-            (list(ids), list(offsets))
-            for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
-        ]
+    backend = _backend(tokenizer)
+    if backend is not None:
+        return [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=False)]
     out: list[tuple[list[int], list[tuple[int, int]]]] = []
     for text in texts:
         one = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -137,20 +219,27 @@ def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[in
     return labels
 
 
-def encode_rendered(
-    tokenizer: Any, rendered: list[tuple[str, list[tuple[int, int]]]], max_length: int
+def encode_tokenized(
+    rendered: list[tuple[str, Spans]],
+    tokenized: list[tuple[list[int], list[tuple[int, int]]]],
+    max_length: int,
 ) -> list[EncodedExample]:
-    """Tokenize ``trained_spans`` results in one batch and label the trained tokens."""
+    """Label the trained tokens of ``tokenize_many``'s output and cut each to ``max_length``."""
     out: list[EncodedExample] = []
-    for (_, spans), (ids, offsets) in zip(
-        rendered, tokenize_many(tokenizer, [t for t, _ in rendered]), strict=True
-    ):
+    for (_, spans), (ids, offsets) in zip(rendered, tokenized, strict=True):
         labels = _labels(ids, offsets, spans)
         cut = max(0, len(ids) - max_length)
         if cut:
             ids, labels = ids[:max_length], labels[:max_length]
         out.append(EncodedExample(input_ids=ids, labels=labels, truncated_tokens=cut))
     return out
+
+
+def encode_rendered(
+    tokenizer: Any, rendered: list[tuple[str, Spans]], max_length: int
+) -> list[EncodedExample]:
+    """Tokenize ``trained_spans`` results in one batch and label the trained tokens."""
+    return encode_tokenized(rendered, tokenize_many(tokenizer, [t for t, _ in rendered]), max_length)
 
 
 def encode_chat(tokenizer: Any, example: dict[str, Any], max_length: int) -> EncodedExample:

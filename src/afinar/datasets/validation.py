@@ -1,15 +1,15 @@
 """Validate a JSONL training file before any compute is spent, and say why a job must fail.
 
 ``validate_file`` streams the file line by line in binary mode, never reading it whole, in
-memory bounded whatever the number of examples: one line at a time (plus a batch of at most 256
-rendered examples awaiting tokenization), a bounded duplicate detector (``duplicates``: exact,
-naming the first example, up to 393,216 examples, "likely" past that; at most 10 MiB) and
-bounded distributions for the statistics (``distribution``: exact percentiles below 65,536).
-It is pure Python apart from the tokenizer it may be given; token counts go through
-``trained_spans``/``encode_rendered`` (what ``encode_chat`` and so the trainer use), i.e. the
-base model's own chat template, so they are the numbers training will see (not tiktoken
-estimates). ``validate_lines`` takes any iterable of raw lines (a blob stream, say);
-``validate_file`` opens a path and hands it over (or passes an iterable of lines on).
+memory bounded whatever the number of examples: one line at a time, at most two batches of
+examples (256 examples or 4 MB of JSON each) being rendered and tokenized (``token_counts``), a
+bounded duplicate detector (``duplicates``: exact and naming the first example up to 393,216
+examples, "likely" past that; 10 MiB at most) and bounded distributions for the statistics
+(``distribution``: percentiles exact below 65,536 tokens). Token counts go through
+``trained_spans``/``tokenize_many``/``encode_tokenized``, the functions ``encode_chat`` (and so
+the trainer) uses, i.e. the base model's own chat template: they are the numbers training will
+see (not tiktoken estimates). ``validate_lines`` takes any iterable of raw lines (a blob
+stream, say); ``validate_file`` opens a path and hands it over (or passes an iterable on).
 
 Numbering: ``Example N`` is the 1-based *line number* in the file, so it can be found in an
 editor; blank lines are skipped (they are not examples, but they keep the numbering honest).
@@ -32,21 +32,20 @@ in the sentence, and the minimum is 1 example instead of 10.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-import sys
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from afinar.datasets.checks import FILE_FORMAT_CODES, CheckedExample, check_chat, check_preference, classify
 from afinar.datasets.distribution import Distribution
 from afinar.datasets.duplicates import LIKELY, DuplicateDetector
-from afinar.datasets.encoding import EncodedExample, encode_rendered, trained_spans
 from afinar.datasets.report import FILE_LEVEL, Problem, ValidationReport
+from afinar.datasets.token_counts import PendingExample, TokenCounter, TokenTally
 
 Method = Literal["supervised", "dpo"]
 METHOD_FORMAT = {"supervised": "chat", "dpo": "preference"}
@@ -59,10 +58,10 @@ UNEXPECTED_FORMAT = (
     "or preference pairs ('input', 'preferred_output', 'non_preferred_output', method=dpo)."
 )
 _SUMMARY_EXAMPLES = 10  # example numbers listed in a job error's "(and K more problems: ...)"
-# Examples are rendered one by one and tokenized in batches of at most this many examples or
-# characters of rendered text (the fast tokenizer encodes a batch on all cores).
+# Examples are rendered and tokenized in batches of at most this many examples or bytes of
+# JSON (one apply_chat_template call per batch; the fast tokenizer encodes a batch on all cores).
 TOKENIZE_BATCH_EXAMPLES = 256
-TOKENIZE_BATCH_CHARS = 4_000_000
+TOKENIZE_BATCH_BYTES = 4_000_000
 
 
 def special_token_pattern(tokenizer: Any) -> re.Pattern[str] | None:
@@ -139,80 +138,6 @@ def _canonical_hash(obj: Any) -> bytes:
     return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).digest()
 
 
-@dataclass
-class _Pending:
-    """One example's problems, held back until its batch is tokenized so that problems stay in
-    file order (a truncation warning follows the example's other warnings)."""
-
-    n: int
-    errors: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
-    rendered: tuple[str, list[tuple[int, int]]] | None = None
-
-
-class _Tally:
-    """Token counts and distributions of the tokenized examples."""
-
-    def __init__(self, context_length: int | None) -> None:
-        self.context_length = context_length
-        self.max_length = context_length if context_length is not None else sys.maxsize
-        self.per_example = Distribution()
-        self.trained_per_example = Distribution()
-        self.total = self.billable = self.trained = self.n_truncated = self.truncated = 0
-
-    def add(self, n: int, enc: EncodedExample, warnings: list[Problem]) -> None:
-        full = enc.n_tokens + enc.truncated_tokens
-        n_trained = enc.n_trained
-        self.per_example.add(full)
-        self.trained_per_example.add(n_trained)
-        self.total += full
-        self.billable += enc.n_tokens
-        self.trained += n_trained
-        if enc.truncated_tokens:
-            self.n_truncated += 1
-            self.truncated += enc.truncated_tokens
-            warnings.append(
-                Problem(
-                    n,
-                    None,
-                    "truncated",
-                    f"Example {n} has {full} tokens, more than the context length of {self.context_length}; "
-                    f"the last {enc.truncated_tokens} tokens will be cut"
-                    + ("." if n_trained else ", leaving no assistant tokens to train on."),
-                )
-            )
-
-    def fields(self) -> dict[str, Any]:
-        return {
-            "n_tokenized": self.per_example.count,
-            "total_tokens": self.total,
-            "trained_tokens": self.trained,
-            "billable_tokens_per_epoch": self.billable,
-            "n_truncated": self.n_truncated,
-            "truncated_tokens": self.truncated,
-            "tokens_per_example": self.per_example.stats(),
-            "trained_tokens_per_example": self.trained_per_example.stats(),
-            "token_histogram": self.per_example.histogram(),
-        }
-
-
-def _flush(
-    pending: list[_Pending], tokenizer: Any, tally: _Tally, errors: _Collector, warnings: _Collector
-) -> None:
-    """Tokenize the held-back examples in one batch, then record everything in file order."""
-    batch = [p for p in pending if p.rendered is not None]
-    if batch:
-        encoded = encode_rendered(tokenizer, [p.rendered for p in batch if p.rendered], tally.max_length)
-        for p, enc in zip(batch, encoded, strict=True):
-            tally.add(p.n, enc, p.warnings)
-    for p in pending:
-        for problem in p.errors:
-            errors.add(problem)
-        for problem in p.warnings:
-            warnings.add(problem)
-    pending.clear()
-
-
 def validate_lines(
     lines: Iterable[bytes],
     *,
@@ -226,23 +151,61 @@ def validate_lines(
     if method not in METHOD_FORMAT:
         raise ValueError(f"unknown method {method!r}; expected 'supervised' or 'dpo'")
     errors, warnings = _Collector(max_problems), _Collector(max_problems)
+    tally = TokenTally(context_length)
+
+    def emit(example: PendingExample) -> None:
+        for problem in example.errors:
+            errors.add(problem)
+        for problem in example.warnings:
+            warnings.add(problem)
+
+    with contextlib.ExitStack() as stack:
+        counter = stack.enter_context(TokenCounter(tokenizer, tally, emit)) if tokenizer is not None else None
+        fmt, n_examples, n_objects, n_messages = _scan(
+            lines, method, tokenizer, counter, emit, errors, batch_examples
+        )
+    if fmt is None and n_objects:
+        errors.add(Problem(FILE_LEVEL, None, "unexpected_format", UNEXPECTED_FORMAT))
+    return ValidationReport(
+        method=method,
+        format=fmt or "unknown",
+        n_examples=n_examples,
+        errors=tuple(errors.kept),
+        warnings=tuple(warnings.kept),
+        n_errors_total=errors.total,
+        n_warnings_total=warnings.total,
+        error_counts=dict(errors.counts),
+        warning_counts=dict(warnings.counts),
+        messages_per_example=n_messages.stats(),
+        context_length=context_length,
+        **(tally.report_fields() if tokenizer is not None else {}),
+    )
+
+
+def _scan(
+    lines: Iterable[bytes],
+    method: Method,
+    tokenizer: Any,
+    counter: TokenCounter | None,
+    emit: Callable[[PendingExample], None],
+    errors: _Collector,
+    batch_examples: int,
+) -> tuple[str | None, int, int, Distribution]:
+    """Check every line; hand examples to ``counter`` in batches (or straight to ``emit``)."""
     tokens_re = special_token_pattern(tokenizer) if tokenizer is not None else None
-    tally = _Tally(context_length)
     fmt: str | None = None
     duplicates = DuplicateDetector()
     n_examples = n_objects = 0
     n_messages = Distribution()
-    pending: list[_Pending] = []
-    pending_chars = 0
-
+    pending: list[PendingExample] = []
+    pending_bytes = 0
     for n, raw in enumerate(lines, start=1):
         if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         if not raw.strip():
             continue
         n_examples += 1
-        ex = _Pending(n)
-        pending.append(ex)
+        ex = PendingExample(n)
         obj, problem = _parse(raw.rstrip(b"\r\n"), n)
         if problem is None and not isinstance(obj, dict):
             problem = Problem(
@@ -264,40 +227,18 @@ def validate_lines(
             if checked.conversation is not None:
                 _check_example(checked, obj, n, duplicates, ex.warnings)
                 n_messages.add(checked.n_messages)
-                if tokenizer is not None:
-                    try:
-                        ex.rendered = trained_spans(tokenizer, checked.conversation)
-                        pending_chars += len(ex.rendered[0])
-                    except Exception as exc:  # a template that cannot render this conversation
-                        ex.errors.append(
-                            Problem(
-                                n,
-                                None,
-                                "render_error",
-                                f"Example {n} cannot be rendered with the base model's chat template: {exc}.",
-                            )
-                        )
-        if tokenizer is None or len(pending) >= batch_examples or pending_chars >= TOKENIZE_BATCH_CHARS:
-            _flush(pending, tokenizer, tally, errors, warnings)
-            pending_chars = 0
-    _flush(pending, tokenizer, tally, errors, warnings)
-
-    if fmt is None and n_objects:
-        errors.add(Problem(FILE_LEVEL, None, "unexpected_format", UNEXPECTED_FORMAT))
-    return ValidationReport(
-        method=method,
-        format=fmt or "unknown",
-        n_examples=n_examples,
-        errors=tuple(errors.kept),
-        warnings=tuple(warnings.kept),
-        n_errors_total=errors.total,
-        n_warnings_total=warnings.total,
-        error_counts=dict(errors.counts),
-        warning_counts=dict(warnings.counts),
-        messages_per_example=n_messages.stats(),
-        context_length=context_length,
-        **(tally.fields() if tokenizer is not None else {}),
-    )
+                ex.conversation = checked.conversation
+                pending_bytes += len(raw)
+        if counter is None:
+            emit(ex)
+            continue
+        pending.append(ex)
+        if len(pending) >= batch_examples or pending_bytes >= TOKENIZE_BATCH_BYTES:
+            counter.submit(pending)
+            pending, pending_bytes = [], 0
+    if counter is not None and pending:
+        counter.submit(pending)
+    return fmt, n_examples, n_objects, n_messages
 
 
 def validate_file(

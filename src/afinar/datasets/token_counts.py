@@ -1,0 +1,172 @@
+"""Token counting during validation: render and tokenize examples in batches, in file order.
+
+The validator hands ``TokenCounter`` batches of examples (at most a few hundred, a few MB) that
+passed the structural checks. Each batch is rendered with the base model's chat template on
+the calling thread (``trained_spans_many``: Python, Jinja) and tokenized on one background
+thread (``tokenize_many``: the Rust tokenizer, which releases the GIL and spreads a batch over
+the cores), so the next batch is read, checked and rendered while this one is tokenized. At most
+two batches are held at any time. Token counts are exactly ``encode_chat``'s (the trainer's):
+the same rendering, the same tokenizer call, the same labelling (``encode_tokenized``).
+
+Problems stay in file order: an example's problems (and any render error or truncation
+warning) are handed to ``emit`` only once its batch is done, batches in order.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from afinar.datasets.distribution import Distribution
+from afinar.datasets.encoding import (
+    EncodedExample,
+    Spans,
+    encode_tokenized,
+    tokenize_many,
+    trained_spans_many,
+)
+from afinar.datasets.report import Problem
+
+Tokenized = list[tuple[list[int], list[tuple[int, int]]]]
+
+
+@dataclass
+class PendingExample:
+    """One example's problems, held back until its batch is counted."""
+
+    n: int  # line number
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    conversation: dict[str, Any] | None = None  # what to render and count (None: nothing)
+
+
+class TokenTally:
+    """Token totals and per-example distributions (bounded memory) of the counted examples."""
+
+    def __init__(self, context_length: int | None) -> None:
+        self.context_length = context_length
+        self.max_length = context_length if context_length is not None else sys.maxsize
+        self.per_example = Distribution()
+        self.trained_per_example = Distribution()
+        self.total = self.billable = self.trained = self.n_truncated = self.truncated = 0
+
+    def add(self, n: int, enc: EncodedExample, warnings: list[Problem]) -> None:
+        full = enc.n_tokens + enc.truncated_tokens
+        n_trained = enc.n_trained
+        self.per_example.add(full)
+        self.trained_per_example.add(n_trained)
+        self.total += full
+        self.billable += enc.n_tokens
+        self.trained += n_trained
+        if enc.truncated_tokens:
+            self.n_truncated += 1
+            self.truncated += enc.truncated_tokens
+            warnings.append(
+                Problem(
+                    n,
+                    None,
+                    "truncated",
+                    f"Example {n} has {full} tokens, more than the context length of {self.context_length}; "
+                    f"the last {enc.truncated_tokens} tokens will be cut"
+                    + ("." if n_trained else ", leaving no assistant tokens to train on."),
+                )
+            )
+
+    def report_fields(self) -> dict[str, Any]:
+        """The token fields of a ``ValidationReport``."""
+        return {
+            "n_tokenized": self.per_example.count,
+            "total_tokens": self.total,
+            "trained_tokens": self.trained,
+            "billable_tokens_per_epoch": self.billable,
+            "n_truncated": self.n_truncated,
+            "truncated_tokens": self.truncated,
+            "tokens_per_example": self.per_example.stats(),
+            "trained_tokens_per_example": self.trained_per_example.stats(),
+            "token_histogram": self.per_example.histogram(),
+        }
+
+
+def _render_error(p: PendingExample, exc: BaseException) -> Problem:
+    return Problem(
+        p.n,
+        None,
+        "render_error",
+        f"Example {p.n} cannot be rendered with the base model's chat template: {exc}.",
+    )
+
+
+@dataclass
+class _Batch:
+    examples: list[PendingExample]
+    counted: list[tuple[PendingExample, tuple[str, Spans]]]
+    tokenized: Future[Tokenized] | None
+
+
+class TokenCounter:
+    """Counts tokens of batches of examples, overlapping tokenization with the caller's work.
+
+    Use as a context manager; ``submit`` batches in file order; ``emit`` receives every example
+    of every batch, in order, once its counts (and problems) are final.
+    """
+
+    def __init__(self, tokenizer: Any, tally: TokenTally, emit: Callable[[PendingExample], None]) -> None:
+        self.tokenizer = tokenizer
+        self.tally = tally
+        self.emit = emit
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="afinar-tokenize")
+        self._inflight: _Batch | None = None
+
+    def __enter__(self) -> TokenCounter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+        finally:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, examples: list[PendingExample]) -> None:
+        """Render this batch now, tokenize it in the background, and finish the previous one."""
+        todo = [p for p in examples if p.conversation is not None]
+        rendered = trained_spans_many(self.tokenizer, [p.conversation for p in todo if p.conversation])
+        counted: list[tuple[PendingExample, tuple[str, Spans]]] = []
+        for p, result in zip(todo, rendered, strict=True):
+            if isinstance(result, Exception):  # a template that cannot render this conversation
+                p.errors.append(_render_error(p, result))
+            else:
+                counted.append((p, result))
+        texts = [text for _, (text, _) in counted]
+        future = self._executor.submit(tokenize_many, self.tokenizer, texts) if texts else None
+        self._finish()
+        self._inflight = _Batch(examples, counted, future)
+
+    def _finish(self) -> None:
+        batch, self._inflight = self._inflight, None
+        if batch is None:
+            return
+        if batch.tokenized is not None:
+            counted = batch.counted
+            try:
+                tokenized = batch.tokenized.result()
+            except Exception:  # find the example the tokenizer refuses; count the others
+                tokenized, kept = [], []
+                for p, rendered in counted:
+                    try:
+                        tokenized += tokenize_many(self.tokenizer, [rendered[0]])
+                        kept.append((p, rendered))
+                    except Exception as exc:
+                        p.errors.append(_render_error(p, exc))
+                counted = kept
+            encoded = encode_tokenized([r for _, r in counted], tokenized, self.tally.max_length)
+            for (p, _), enc in zip(counted, encoded, strict=True):
+                self.tally.add(p.n, enc, p.warnings)
+        for p in batch.examples:
+            self.emit(p)
