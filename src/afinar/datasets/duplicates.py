@@ -46,8 +46,8 @@ class DuplicateDetector:
         self.max_slots = table_slots
         self.bloom_bytes = bloom_bytes
         self._slots = min(_INITIAL_SLOTS, table_slots)
-        self._keys = array("Q", bytes(8 * self._slots))  # 0: empty slot
-        self._lines = array("I", bytes(4 * self._slots))
+        self._keys = array("Q", [0]) * self._slots  # 0: empty slot
+        self._lines = array("I", [0]) * self._slots
         self._used = 0
         self._bloom: bytearray | None = None
 
@@ -100,12 +100,14 @@ class DuplicateDetector:
             slot = (slot + 1) & mask
 
     def _grow(self) -> None:
-        old = [(k, line) for k, line in zip(self._keys, self._lines, strict=True) if k]
+        old_keys, old_lines = self._keys, self._lines  # re-inserted lazily: no per-key objects kept
         self._slots *= 2
-        self._keys = array("Q", bytes(8 * self._slots))
-        self._lines = array("I", bytes(4 * self._slots))
+        self._keys = array("Q", [0]) * self._slots
+        self._lines = array("I", [0]) * self._slots
         mask = self._slots - 1
-        for k, line in old:
+        for k, line in zip(old_keys, old_lines, strict=True):
+            if not k:
+                continue
             slot = k & mask
             while self._keys[slot]:
                 slot = (slot + 1) & mask
