@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     poll_seconds: float = 1.0
     train_threads: int = 0  # 0: one per physical core
     checkpoint_every_steps: int = 0  # 0: only at epoch ends
+
+    # Encryption at rest (docs/admin.md): the master key that wraps each organisation's data key,
+    # base64 of 32 bytes, or a file holding it; neither: generated once into <data_dir>/master.key.
+    master_key: SecretStr = SecretStr("")
+    master_key_file: Path | None = None
 
     # Files
     max_upload_bytes: int = 512 * 1024 * 1024
@@ -122,3 +127,8 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return self.data_dir / "jobs"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Short-lived private plaintext copies (0600), removed after use and swept at start."""
+        return self.data_dir / "scratch"

@@ -176,8 +176,15 @@ def test_sql_execution_accuracy_and_hostile_queries(
     client: openai.OpenAI, container: Any, db_file_id: str, shop_db: Path
 ) -> None:
     before = hashlib.sha256(shop_db.read_bytes()).hexdigest()
-    stored = container.files.local_path(_org(container), db_file_id)
-    stored_before = hashlib.sha256(Path(stored).read_bytes()).hexdigest()
+    org = _org(container)
+    stored = container.blobs.path(container.files.get(org, db_file_id).blob_key)  # the ciphertext
+
+    def stored_digest() -> str:
+        return hashlib.sha256(b"".join(container.files.iter_content(org, db_file_id))).hexdigest()
+
+    stored_before = stored_digest()
+    assert stored_before == before
+    cipher_before = hashlib.sha256(Path(stored).read_bytes()).hexdigest()
     ev = make_eval(
         client,
         [
@@ -222,7 +229,8 @@ def test_sql_execution_accuracy_and_hostile_queries(
         and "not authorized" in extra["extension"]["error"]
     )
     assert extra["stacked"]["predicted_sql"] == CORRECT
-    assert hashlib.sha256(Path(stored).read_bytes()).hexdigest() == stored_before
+    assert stored_digest() == stored_before
+    assert hashlib.sha256(Path(stored).read_bytes()).hexdigest() == cipher_before
     assert hashlib.sha256(shop_db.read_bytes()).hexdigest() == before
     assert not Path("/tmp/afinar-evil.db").exists()
 

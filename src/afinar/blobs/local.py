@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -75,6 +77,38 @@ class LocalBlobStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return StoredBlob(key=key, size=size, sha256=digest.hexdigest())
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        """A file to write the blob into; it appears under ``key`` (fsynced) only if the block succeeds."""
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                yield out
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+            fsync_dir(target.parent)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every blob key under a folder-like prefix (e.g. ``org_id/``)."""
+        base = self.path(prefix.rstrip("/"))
+        if not base.is_dir():
+            return []
+        root = self.root.resolve()
+        return sorted(p.relative_to(root).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every blob under a folder-like prefix (an organisation's whole tree)."""
+        shutil.rmtree(self.path(prefix.rstrip("/")), ignore_errors=True)
 
     def put_bytes(self, key: str, data: bytes) -> StoredBlob:
         return self.put_stream(key, [data])

@@ -14,6 +14,7 @@ after a crash skips the items already written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -197,8 +198,9 @@ class RunExecutor:
         criteria: list[dict[str, Any]] = list(ev.testing_criteria)
         principal = Principal(run.org_id, "", run.api_key_id or "", run.project_id)
         gen = Generator(self.c, run.org_id)
+        scratch = contextlib.ExitStack()  # decrypted SQLite databases, removed when the run ends
         grading = crit.Grading(
-            judge=self._judge(gen, principal, run), database_path=self._database(run.org_id)
+            judge=self._judge(gen, principal, run), database_path=self._database(run.org_id, scratch)
         )
         rows = [Row.from_json(x) for x in run.items]
         todo = [i for i in range(len(rows)) if i not in done]
@@ -224,6 +226,7 @@ class RunExecutor:
             raise AfinarError(exc.message, code=exc.code or "insufficient_quota") from None
         finally:
             grading.close()
+            scratch.close()
         self.write(lambda s, r: self._finish(s, r, criteria))
 
     def _write_chunk(self, graded: list[dict[str, Any]], criteria: list[dict[str, Any]]) -> None:
@@ -303,13 +306,15 @@ class RunExecutor:
 
         return judge
 
-    def _database(self, org_id: str) -> Callable[[str], Path]:
+    def _database(self, org_id: str, scratch: contextlib.ExitStack) -> Callable[[str], Path]:
+        """A database file's plaintext in a private scratch file that lives until ``scratch`` closes."""
+
         def path(file_id: str) -> Path:
             with self.c.db.session() as s:
                 row = files_repo.get(s, org_id, file_id)
             if row is None:
                 raise FileNotFoundError(f"no such file {file_id}")
-            return self.c.blobs.path(row.blob_key)
+            return scratch.enter_context(self.c.sealed.materialize(org_id, row.blob_key, suffix=".sqlite"))
 
         return path
 

@@ -119,10 +119,13 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 def is_sqlite_file(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
-            return f.read(16) == b"SQLite format 3\x00"
+            return f.read(16) == SQLITE_MAGIC
     except OSError:
         return False
 

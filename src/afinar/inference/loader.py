@@ -16,6 +16,8 @@ import logging
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,9 @@ class ModelStore:
         self.lock = threading.RLock()
         self._bases: dict[str, LoadedBase] = {}
         self._adapters: OrderedDict[str, LoadedAdapter] = OrderedDict()
+        # Turns an adapter path whose directory is not on disk (encrypted at rest) into a plaintext
+        # directory that lives only while the adapter is being loaded (services/artefacts.py).
+        self.opener: Callable[[Path], AbstractContextManager[Path]] | None = None
 
     # --- bases ---------------------------------------------------------------------------
 
@@ -177,26 +182,33 @@ class ModelStore:
         self._evict()
 
     def _load_adapter(self, base: LoadedBase, path: Path, key: str) -> LoadedAdapter:
+        if not (path / "adapter_config.json").is_file() and self.opener is not None:
+            with self.opener(path) as plain:  # decrypted for the duration of the load only
+                return self._load_adapter_from(base, plain, path, key)
+        return self._load_adapter_from(base, path, path, key)
+
+    def _load_adapter_from(self, base: LoadedBase, source: Path, path: Path, key: str) -> LoadedAdapter:
+        """Load the adapter files in ``source``; ``path`` (and ``key``) is what it is known by."""
         from peft import PeftModel
 
-        if not (path / "adapter_config.json").is_file():
+        if not (source / "adapter_config.json").is_file():
             raise NotFound(f"adapter not found at {path}", code="model_not_found")
         name = "a" + hashlib.sha1(key.encode()).hexdigest()[:16]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             if base.peft is None:
                 base.peft = PeftModel.from_pretrained(
-                    base.model, str(path), adapter_name=name, is_trainable=False
+                    base.model, str(source), adapter_name=name, is_trainable=False
                 )
                 base.peft.eval()
             else:
                 if name in base.peft.peft_config:  # a doomed copy still pinned by a running request
                     name = name + "x" + str(len(base.peft.peft_config))
-                base.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
+                base.peft.load_adapter(str(source), adapter_name=name, is_trainable=False)
         base.active = None
         _refresh_layers(base)
-        has_tokenizer = any((path / f).is_file() for f in TOKENIZER_FILES)
-        vocab = _load_vocab(path, base.path, path) if has_tokenizer else base.vocab
+        has_tokenizer = any((source / f).is_file() for f in TOKENIZER_FILES)
+        vocab = _load_vocab(source, base.path, source) if has_tokenizer else base.vocab
         log.info("loaded adapter %s as %s", path, name)
         return LoadedAdapter(key=key, path=path, name=name, base=base, vocab=vocab)
 

@@ -8,13 +8,17 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from afinar.blobs.local import LocalBlobStore
+from afinar.blobs.scratch import Scratch
 from afinar.catalog.registry import Catalog
 from afinar.clock import Clock
 from afinar.config import Settings
 from afinar.store.db import Database
 
 if TYPE_CHECKING:
+    from afinar.blobs.sealed import SealedBlobs
+    from afinar.crypto.keys import KeyRing
     from afinar.domain.models import ServableModel
+    from afinar.services.artefacts import ArtefactsService
     from afinar.services.files import FilesService
     from afinar.services.jobs import JobsService
     from afinar.services.metrics import ServingMetrics
@@ -28,7 +32,9 @@ class Container:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.resolved_database_url())
-        self.blobs = LocalBlobStore(settings.blobs_dir)
+        self.blobs = LocalBlobStore(settings.blobs_dir)  # ciphertext only: customer data goes via ``sealed``
+        self.scratch = Scratch(settings.scratch_dir)
+        self.scratch.sweep()  # plaintext left by a crashed process
         self.catalog = Catalog.load(settings.catalog_file)
         self._engine = engine
         self._engine_lock = threading.Lock()
@@ -37,6 +43,25 @@ class Container:
 
     def migrate(self) -> None:
         self.db.migrate()
+
+    @cached_property
+    def keys(self) -> KeyRing:
+        """Per-organisation data keys, wrapped by the master key (docs/architecture.md)."""
+        from afinar.crypto.keys import KeyRing, load_master_key
+        from afinar.store import org_keys
+
+        return KeyRing(
+            load_master_key(self.settings),
+            lambda org_id: org_keys.load(self.db, org_id),
+            lambda org_id, wrapped: org_keys.insert(self.db, org_id, wrapped),
+        )
+
+    @cached_property
+    def sealed(self) -> SealedBlobs:
+        """The blob store with encryption at rest: every customer byte goes through here."""
+        from afinar.blobs.sealed import SealedBlobs
+
+        return SealedBlobs(self.blobs, self.keys, self.scratch)
 
     @cached_property
     def files(self) -> FilesService:
@@ -61,6 +86,12 @@ class Container:
         from afinar.services.models import ModelsService
 
         return ModelsService(self)
+
+    @cached_property
+    def artefacts(self) -> ArtefactsService:
+        from afinar.services.artefacts import ArtefactsService
+
+        return ArtefactsService(self)
 
     @cached_property
     def usage(self) -> UsageService:
@@ -95,6 +126,9 @@ class Container:
                     adapter_cache_size=self.settings.adapter_cache_size,
                     max_queued_requests=self.settings.max_queued_requests,
                 )
+            store = getattr(self._engine, "store", None)
+            if store is not None and getattr(store, "opener", False) is None:
+                store.opener = self.artefacts.open_dir  # adapters are encrypted at rest
             return self._engine
 
     def close(self) -> None:

@@ -67,9 +67,10 @@ class EvalsService:
                         f"File {fid} has purpose '{row.purpose}'; upload the database with purpose 'evals'.",
                         param=param,
                     )
-                from afinar.evals.sqlexec import is_sqlite_file
+                from afinar.evals.sqlexec import SQLITE_MAGIC
 
-                if not is_sqlite_file(self.c.blobs.path(row.blob_key)):
+                head = next(self.c.sealed.iter_bytes(org_id, row.blob_key), b"")
+                if head[: len(SQLITE_MAGIC)] != SQLITE_MAGIC:
                     raise InvalidRequest(f"File {fid} is not a SQLite 3 database.", param=param)
 
     def _check_model(self, org_id: str, name: Any, param: str) -> str:
@@ -215,7 +216,7 @@ class EvalsService:
                     f"An eval data file may be at most {MAX_DATA_FILE_BYTES} bytes.",
                     param="data_source.source.id",
                 )
-            return items_mod.parse_jsonl(self.c.blobs.path(row.blob_key).read_bytes().splitlines())
+            return items_mod.parse_jsonl(self.c.sealed.read_bytes(org_id, row.blob_key).splitlines())
         if kind == "stored_completions":
             raise InvalidRequest(
                 "source type 'stored_completions' is not supported: this server keeps no completion logs.",

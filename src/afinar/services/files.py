@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from afinar import ids
 from afinar.blobs.local import BlobTooLarge
@@ -72,11 +74,14 @@ class FilesService:
         expires_after_seconds: int | None = None,
         project_id: str | None = None,
     ) -> File:
-        """Write the bytes durably first, then make the row visible in one transaction."""
+        """Write the bytes durably (encrypted with the org's key) first, then make the row visible.
+
+        ``bytes`` and ``sha256`` of the row are the plaintext's: what the API reports.
+        """
         fid = ids.file_id()
         key = f"{org_id}/files/{fid}"
         try:
-            blob = self.c.blobs.put_stream(key, chunks, self.c.settings.max_upload_bytes)
+            blob = self.c.sealed.put_stream(org_id, key, chunks, self.c.settings.max_upload_bytes)
         except BlobTooLarge as exc:
             raise InvalidRequest(
                 f"File is too large: the limit is {exc.limit} bytes.", param="file", code="file_too_large"
@@ -121,11 +126,27 @@ class FilesService:
             return repo.list_page(s, org_id, after=after, limit=limit, desc=order == "desc", purpose=purpose)
 
     def content(self, org_id: str, file_id: str) -> Iterator[bytes]:
-        row = self.get(org_id, file_id)
-        return self.c.blobs.iter_bytes(row.blob_key)
+        return self.iter_content(org_id, file_id)
 
-    def local_path(self, org_id: str, file_id: str) -> str:
-        return str(self.c.blobs.path(self.get(org_id, file_id).blob_key))
+    # -- plaintext access (the blob is encrypted at rest; these decrypt) ---------------------------
+
+    def iter_content(self, org_id: str, file_id: str) -> Iterator[bytes]:
+        """The file's decrypted bytes, chunk by chunk (constant memory)."""
+        row = self.get(org_id, file_id)
+        return self.c.sealed.iter_bytes(org_id, row.blob_key)
+
+    def open(self, org_id: str, file_id: str) -> BinaryIO:
+        """A read-only binary file of the decrypted content (wrap in ``io.TextIOWrapper`` for lines)."""
+        row = self.get(org_id, file_id)
+        return self.c.sealed.open(org_id, row.blob_key)
+
+    @contextlib.contextmanager
+    def materialize(self, org_id: str, file_id: str) -> Iterator[Path]:
+        """The plaintext in a private scratch file (0600) for code that needs a path; removed on exit."""
+        row = self.get(org_id, file_id)
+        suffix = Path(row.filename).suffix[:16]
+        with self.c.sealed.materialize(org_id, row.blob_key, suffix=suffix) as path:
+            yield path
 
     def delete(self, org_id: str, file_id: str, *, reason: str | None = None) -> str:
         """Remove the content; keep a content-free tombstone (id, bytes, purpose, created_at,

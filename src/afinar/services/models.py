@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from afinar.domain.models import ServableModel
@@ -16,7 +17,7 @@ from afinar.errors import InvalidRequest, NotFound
 from afinar.ids import parse_model_name
 from afinar.services import audit
 from afinar.store import jobs as repo
-from afinar.worker.card import CARD_NAME, read_card
+from afinar.worker.card import CARD_NAME
 
 if TYPE_CHECKING:
     from afinar.services.container import Container
@@ -79,12 +80,17 @@ class ModelsService:
             repo.delete_model(s, org_id, name)
         for p in paths:
             self._unload(p)
-        job_dir = self.c.settings.jobs_dir / model.job_id
-        shutil.rmtree(job_dir, ignore_errors=True)
-        for p in paths:
-            shutil.rmtree(p, ignore_errors=True)
+        self.remove_artefacts(org_id, model.job_id, paths)
         audit.record(self.c.db, audit.MODEL_DELETED, org_id, name, project_id=model.project_id)
         return name
+
+    def remove_artefacts(self, org_id: str, job_id: str, paths: Iterable[Path]) -> None:
+        """The encrypted adapter and checkpoints, and any plaintext left in the job directory."""
+        for p in paths:
+            self.c.artefacts.delete(org_id, p)
+            shutil.rmtree(p, ignore_errors=True)
+        shutil.rmtree(self.c.settings.jobs_dir / job_id, ignore_errors=True)
+        self.c.sealed.store.delete_prefix(f"{org_id}/models/{job_id}")
 
     def adapter_dir(self, org_id: str, name: str) -> Path:
         """The adapter directory of one of the caller's fine-tuned models or checkpoints."""
@@ -98,8 +104,17 @@ class ModelsService:
     def card(self, org_id: str, name: str) -> dict[str, Any]:
         adapter = self.adapter_dir(org_id, name)
         ref = parse_model_name(name)
-        card = read_card(adapter) or read_card(self._final_dir(org_id, ref.fine_tuned or name)) or {}
+        card = (
+            self.c.artefacts.read_json(org_id, adapter, CARD_NAME)
+            or self.c.artefacts.read_json(org_id, self._final_dir(org_id, ref.fine_tuned or name), CARD_NAME)
+            or {}
+        )
         return {"object": "afinar.model_card", "id": name, **card}
+
+    def adapter_files(self, org_id: str, name: str) -> builtins.list[tuple[str, int]]:
+        """(relative name, bytes) of each file of the adapter, as exported (decrypts to list)."""
+        adapter = self.adapter_dir(org_id, name)
+        return [(n, size) for n, size, _ in self.c.artefacts.members(org_id, adapter)]
 
     def _final_dir(self, org_id: str, name: str) -> Path:
         with self.c.db.session() as s:
@@ -110,11 +125,15 @@ class ModelsService:
         """A zip of the PEFT adapter (weights, config, tokenizer) with its model card, streamed."""
         adapter = self.adapter_dir(org_id, name)
         card = self.card(org_id, name)
-        buf = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)  # noqa: SIM115 - closed by chunks()
+        # plaintext past 64 MiB spills to an unnamed file in the private scratch dir, gone when closed
+        buf = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by chunks()
+            max_size=64 * 1024 * 1024, dir=str(self.c.settings.scratch_dir)
+        )
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(adapter.rglob("*")):
-                if path.is_file() and path.name not in (CARD_NAME, "optimizer.pt", "state.json"):
-                    zf.write(path, path.relative_to(adapter).as_posix())
+            for member, _size, stream in self.c.artefacts.members(org_id, adapter):
+                if PurePosixPath(member).name not in (CARD_NAME, "optimizer.pt", "state.json"):
+                    with zf.open(member, "w") as out:
+                        shutil.copyfileobj(stream, out, 1024 * 1024)
             zf.writestr(CARD_NAME, json.dumps(card, indent=2, sort_keys=True))
         buf.seek(0)
 

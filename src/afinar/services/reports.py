@@ -30,10 +30,10 @@ class ReportsService:
     def file_report(self, org_id: str, file_id: str, *, model: str | None, method: str) -> dict[str, Any]:
         if method not in ("supervised", "dpo"):
             raise InvalidRequest("method must be 'supervised' or 'dpo'", param="method")
-        path = self.c.files.local_path(org_id, file_id)
         model = model or self.c.settings.default_model
         tokenizer, context = self._tokenizer(model)
-        report = validate_file(path, method=method, tokenizer=tokenizer, context_length=context)  # type: ignore[arg-type]
+        with self.c.files.materialize(org_id, file_id) as path:
+            report = validate_file(path, method=method, tokenizer=tokenizer, context_length=context)  # type: ignore[arg-type]
         failure = job_failure(report, param="training_file", file_id=file_id)
         return {
             "object": "afinar.file_report",
@@ -46,9 +46,9 @@ class ReportsService:
     def estimate(self, org_id: str, body: dict[str, Any]) -> dict[str, Any]:
         req = self.c.jobs.check_request(org_id, body)
         method = req.method.get("type", "supervised")
-        path = self.c.files.local_path(org_id, req.training_file)
         tokenizer, context = self._tokenizer(req.model)
-        report = validate_file(path, method=method, tokenizer=tokenizer, context_length=context)
+        with self.c.files.materialize(org_id, req.training_file) as path:
+            report = validate_file(path, method=method, tokenizer=tokenizer, context_length=context)
         failure = job_failure(report, param="training_file", file_id=req.training_file)
         out: dict[str, Any] = {
             "object": "afinar.estimate",

@@ -389,3 +389,16 @@ class AuditLog(Base):
 
 
 Index("ix_audit_logs_org_seq", AuditLog.org_id, AuditLog.seq)
+
+
+class OrgKey(Base):
+    """An organisation's data key, wrapped by the master key (never stored in clear).
+
+    One row per organisation (``org_id`` is the primary key, so concurrent first uses cannot
+    create two). Deleting the row crypto-shreds everything encrypted under the key.
+    """
+
+    __tablename__ = "org_keys"
+    org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wrapped_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(Integer)

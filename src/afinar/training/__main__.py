@@ -57,10 +57,16 @@ def main(argv: list[str] | None = None) -> int:
             spec = TrainSpec.from_file(args[0])
         except ValidationError as exc:
             raise ValueError(f"invalid training spec: {exc}") from exc
+        data_key = None
+        if spec.train_blob_key or spec.valid_blob_key:  # encrypted inputs: the key arrives on stdin
+            import base64
+
+            data_key = base64.b64decode(sys.stdin.readline().strip())
+            sys.stdin.close()
         _quiet_libraries()
         from afinar.training.loop import run_training
 
-        run_training(spec, emit, should_pause=pause.is_set)
+        run_training(spec, emit, should_pause=pause.is_set, data_key=data_key)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         emit({"event": "error", "message": str(exc) or type(exc).__name__})

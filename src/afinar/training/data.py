@@ -7,11 +7,13 @@ uninterrupted run would have seen.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import torch
 
@@ -30,10 +32,28 @@ def derive_seed(seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
-def read_jsonl(path: str | Path, name: str) -> list[tuple[int, dict[str, Any]]]:
+def open_text(path: str | Path, data_key: bytes | None = None, blob_key: str | None = None) -> TextIO:
+    """The file as text; an encrypted blob (``data_key`` and its ``blob_key``) is decrypted as read."""
+    if data_key is None:
+        return open(path, encoding="utf-8")
+    from afinar.crypto.stream import ChunkReader, decrypt_chunks
+
+    raw = open(path, "rb")  # noqa: SIM115 - closed with the reader
+
+    def chunks() -> Iterator[bytes]:
+        while chunk := raw.read(1024 * 1024):
+            yield chunk
+
+    reader = ChunkReader(decrypt_chunks(data_key, blob_key or "", chunks()), on_close=raw)
+    return io.TextIOWrapper(io.BufferedReader(reader), encoding="utf-8")
+
+
+def read_jsonl(
+    path: str | Path, name: str, data_key: bytes | None = None, blob_key: str | None = None
+) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line."""
     rows: list[tuple[int, dict[str, Any]]] = []
-    with open(path, encoding="utf-8") as fh:
+    with open_text(path, data_key, blob_key) as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -49,9 +69,16 @@ def read_jsonl(path: str | Path, name: str) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def encode_file(tokenizer: Any, path: str | Path, max_length: int, name: str) -> list[EncodedExample]:
+def encode_file(
+    tokenizer: Any,
+    path: str | Path,
+    max_length: int,
+    name: str,
+    data_key: bytes | None = None,
+    blob_key: str | None = None,
+) -> list[EncodedExample]:
     examples: list[EncodedExample] = []
-    for number, row in read_jsonl(path, name):
+    for number, row in read_jsonl(path, name, data_key, blob_key):
         try:
             examples.append(encode_chat(tokenizer, row, max_length))
         except (KeyError, TypeError, ValueError) as exc:

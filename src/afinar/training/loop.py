@@ -114,17 +114,32 @@ def _check_resume(spec: TrainSpec, state: dict[str, Any], n_examples: int) -> No
 
 
 def run_training(
-    spec: TrainSpec, emit: Emit, *, should_pause: Callable[[], bool] | None = None
+    spec: TrainSpec,
+    emit: Emit,
+    *,
+    should_pause: Callable[[], bool] | None = None,
+    data_key: bytes | None = None,
 ) -> Path | None:
-    """Train per ``spec``, reporting through ``emit``; the final directory, or None when paused."""
+    """Train per ``spec``, reporting through ``emit``; the final directory, or None when paused.
+
+    ``data_key`` decrypts the train/valid files when the spec names them as encrypted blobs.
+    """
     torch.set_num_threads(spec.n_threads)
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
 
     tokenizer = load_tokenizer(spec.base_model_path)
     pad_id = pad_token_id(tokenizer)
-    train = encode_file(tokenizer, spec.train_file, spec.max_length, "train_file")
-    valid = encode_file(tokenizer, spec.valid_file, spec.max_length, "valid_file") if spec.valid_file else []
+    train_key = data_key if spec.train_blob_key else None
+    valid_key = data_key if spec.valid_blob_key else None
+    train = encode_file(
+        tokenizer, spec.train_file, spec.max_length, "train_file", train_key, spec.train_blob_key
+    )
+    valid = (
+        encode_file(tokenizer, spec.valid_file, spec.max_length, "valid_file", valid_key, spec.valid_blob_key)
+        if spec.valid_file
+        else []
+    )
     per_epoch = steps_per_epoch(len(train), spec.batch_size)
     total = per_epoch * spec.n_epochs
     tokens_per_epoch = sum(e.n_tokens for e in train)

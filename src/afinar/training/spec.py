@@ -32,6 +32,11 @@ class TrainSpec(BaseModel):
     base_model_path: str
     train_file: str
     valid_file: str | None = None
+    # Set when the files are blobs encrypted at rest (afinar.crypto.stream) under these names; the
+    # child then reads the organisation's data key from the first line of its stdin (base64), so
+    # no plaintext copy of the training data is ever written to disk.
+    train_blob_key: str | None = None
+    valid_blob_key: str | None = None
     output_dir: str
     method: Literal["lora", "full"] = "lora"
     n_epochs: int = Field(ge=1)

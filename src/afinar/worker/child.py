@@ -28,17 +28,26 @@ def _die_with_parent() -> None:
 
 
 class TrainingChild:
-    def __init__(self, spec_path: Path, log_path: Path) -> None:
+    def __init__(self, spec_path: Path, log_path: Path, secret: bytes | None = None) -> None:
+        """``secret`` (one line, e.g. the base64 data key) is written to the child's stdin, never to disk."""
         self._log = log_path.open("ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "afinar.training", str(spec_path)],
+            stdin=subprocess.PIPE if secret is not None else None,
             stdout=subprocess.PIPE,
             stderr=self._log,
             env=env,
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
+        if secret is not None:
+            assert self.proc.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.write(secret + b"\n")
+                self.proc.stdin.flush()
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
         self._lines: queue.Queue[Any] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.pause_sent = False

@@ -23,12 +23,13 @@ def screen_job_files(c: Container, job: Job) -> dict[str, Any] | None:
     for param, fid in (("training_file", job.training_file), ("validation_file", job.validation_file)):
         if fid is None:
             continue
-        report = screen_training_file(
-            c.files.local_path(job.org_id, fid),
-            c.moderation,
-            threshold_fraction=c.settings.moderation_screen_max_flagged_fraction,
-            max_flagged_examples=c.settings.moderation_screen_max_flagged_examples,
-        )
+        with c.files.materialize(job.org_id, fid) as path:  # private plaintext, removed right after
+            report = screen_training_file(
+                path,
+                c.moderation,
+                threshold_fraction=c.settings.moderation_screen_max_flagged_fraction,
+                max_flagged_examples=c.settings.moderation_screen_max_flagged_examples,
+            )
         error = report.error(param)
         if error is not None:
             return {"code": error.code, "message": error.message, "param": param}

@@ -9,7 +9,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from afinar.queue.leases import claim
-from afinar.worker.runner import JobRunner
+from afinar.worker.runner import JobRunner, sweep_job_dirs
 
 if TYPE_CHECKING:
     from afinar.services.container import Container
@@ -49,6 +49,10 @@ class Worker:
         return sweep(self.c)
 
     def run_forever(self) -> None:
+        try:  # plaintext checkpoints of jobs that ended while no worker ran (crash, cancel)
+            sweep_job_dirs(self.c)
+        except Exception:
+            log.exception("sweeping finished job directories failed")
         while not self.stop.is_set():
             try:
                 self.sweep_if_due()

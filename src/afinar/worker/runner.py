@@ -7,6 +7,7 @@ committing anything.
 
 from __future__ import annotations
 
+import base64
 import logging
 import shutil
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from afinar import ids
-from afinar.domain.jobs import JobStatus
+from afinar.domain.jobs import TERMINAL, JobStatus
 from afinar.errors import LeaseLost
 from afinar.queue.leases import Lease, fence, heartbeat, release
 from afinar.store import jobs as repo
@@ -30,6 +31,25 @@ if TYPE_CHECKING:
     from afinar.services.container import Container
 
 log = logging.getLogger("afinar.worker")
+
+
+def sweep_job_dirs(c: Container) -> int:
+    """Remove the job directories of terminal (or vanished) jobs: crash and cancel leftovers."""
+    root = c.settings.jobs_dir
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for d in root.iterdir():
+        if not d.is_dir():
+            continue
+        with c.db.session() as s:
+            job = repo.get_any(s, d.name)
+        if job is None or JobStatus(job.status) in TERMINAL:
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.info("removed %d job directories of finished jobs", removed)
+    return removed
 
 
 def step_message(ev: dict[str, Any]) -> str:
@@ -63,6 +83,7 @@ class JobRunner:
         self.child: TrainingChild | None = None
         self._steps_per_epoch = 1
         self._t_first: tuple[float, int] | None = None
+        self._secret: bytes | None = None  # the org's data key (base64) for the training child
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -83,10 +104,15 @@ class JobRunner:
 
         self.write(_do)
         self.cleanup_scratch()
+        self.remove_job_dir()
 
     def cleanup_scratch(self) -> None:
-        for name in ("train.jsonl", "valid.jsonl"):
+        for name in ("train.jsonl", "valid.jsonl"):  # plaintext copies made by older versions
             (self.job_dir / name).unlink(missing_ok=True)
+
+    def remove_job_dir(self) -> None:
+        """A terminal job keeps nothing in plaintext: checkpoints, adapter, spec and log go."""
+        shutil.rmtree(self.job_dir, ignore_errors=True)
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -114,7 +140,14 @@ class JobRunner:
             if self.child is not None:
                 self.child.kill()
             self.cleanup_scratch()
+            if self._terminal():  # cancelled; a job recovered by another worker keeps its dir
+                self.remove_job_dir()
             self._bill_if_cancelled()
+
+    def _terminal(self) -> bool:
+        with self.c.db.session() as s:
+            job = repo.get_any(s, self.lease.job_id)
+        return job is None or JobStatus(job.status) in TERMINAL
 
     def _bill_if_cancelled(self) -> None:
         # BILLING HOOK: a cancelled job is billed once for the tokens of its last recorded step.
@@ -148,17 +181,18 @@ class JobRunner:
 
         entry = self.c.catalog.require(job.model)
         self.job_dir.mkdir(parents=True, exist_ok=True)
-        train = self.job_dir / "train.jsonl"
-        shutil.copyfile(self.c.files.local_path(job.org_id, job.training_file), train)
-        valid = None
-        if job.validation_file:
-            valid = self.job_dir / "valid.jsonl"
-            shutil.copyfile(self.c.files.local_path(job.org_id, job.validation_file), valid)
+        # The child reads the encrypted blobs itself and gets the data key on its stdin: no
+        # plaintext copy of the training data is ever written.
+        train = self.c.files.get(job.org_id, job.training_file).blob_key
+        valid = self.c.files.get(job.org_id, job.validation_file).blob_key if job.validation_file else None
+        self._secret = base64.b64encode(self.c.keys.data_key(job.org_id))
         hyper = job.resolved_hyperparameters or {}
         spec = TrainSpec(
             base_model_path=str(self.c.catalog.local_path(entry, self.settings.models_dir)),
-            train_file=str(train),
-            valid_file=str(valid) if valid else None,
+            train_file=str(self.c.blobs.path(train)),
+            valid_file=str(self.c.blobs.path(valid)) if valid else None,
+            train_blob_key=train,
+            valid_blob_key=valid,
             output_dir=str(self.job_dir),
             n_epochs=int(hyper["n_epochs"]),
             batch_size=int(hyper["batch_size"]),
@@ -193,7 +227,7 @@ class JobRunner:
 
         job = self.write(_running)
         spec_path = self._spec(job, resume_from)
-        self.child = TrainingChild(spec_path, self.job_dir / "child.log")
+        self.child = TrainingChild(spec_path, self.job_dir / "child.log", secret=self._secret)
         try:
             self._pump(self.child)
         finally:
@@ -355,6 +389,11 @@ class JobRunner:
         results = self.c.files.store(
             job.org_id, "step_metrics.csv", "fine-tune-results", [csv_bytes], project_id=job.project_id
         )
+        try:
+            sealed = self._seal_artefacts(job, Path(ev["adapter_path"]))
+        except BaseException:
+            self.c.files.delete(job.org_id, results.id)
+            raise
 
         def _do(s: Any, j: Job) -> None:
             s.add(
@@ -386,5 +425,14 @@ class JobRunner:
             self.write(_do)
         except BaseException:
             self.c.files.delete(job.org_id, results.id)
+            for key in sealed:
+                self.c.sealed.delete(key)
             raise
         self.cleanup_scratch()
+        self.remove_job_dir()
+
+    def _seal_artefacts(self, job: Job, final: Path) -> list[str]:
+        """Encrypt the final adapter and the published checkpoints (without resume state)."""
+        with self.c.db.session() as s:
+            dirs = [final] + [Path(ck.path) for ck in repo.checkpoints(s, job.id)]
+        return [self.c.artefacts.seal(job.org_id, d) for d in dirs if d.is_dir()]

@@ -40,12 +40,15 @@ def validate_job_files(c: Container, job: Job) -> Validated:
         if fid is None:
             continue
         try:
-            path = c.files.local_path(job.org_id, fid)
+            c.files.get(job.org_id, fid)
         except Exception:
             return Validated(
                 None, {"code": "invalid_file", "message": f"File {fid} no longer exists.", "param": param}
             )
-        report = validate_file(path, method=method, tokenizer=tokenizer, context_length=entry.context_length)
+        with c.files.materialize(job.org_id, fid) as path:  # private plaintext, removed right after
+            report = validate_file(
+                path, method=method, tokenizer=tokenizer, context_length=entry.context_length
+            )
         failure = report_failure(report, param=param, file_id=fid)
         if failure is not None:
             code, message = failure

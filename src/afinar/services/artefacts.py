@@ -1,0 +1,133 @@
+"""Model artefacts encrypted at rest: each published adapter or checkpoint is one encrypted tar.
+
+The training child writes plaintext directories under ``<jobs_dir>/<job>/`` (the final adapter,
+checkpoints). Once the job succeeds, the worker seals each published directory into the blob
+``<org>/models/<job>/<dir>.tar`` (the organisation's data key, ``afinar.blobs.sealed``) and
+removes the job directory. The directory path stays the model's name for it in the database and
+in the serving engine; ``open_dir`` turns it into plaintext for as long as a loader needs it:
+a private directory in memory (``/dev/shm``) removed as soon as the block ends. Before
+publication (the safety and eval gates) the plaintext directory still exists and is used as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any
+
+from afinar.errors import NotFound
+from afinar.store import jobs as jobs_repo
+
+if TYPE_CHECKING:
+    from afinar.services.container import Container
+
+# What a terminal job never needs again: resume state (optimizer moments, step counters).
+RESUME_ONLY = frozenset({"optimizer.pt", "state.json"})
+
+
+def _safe_name(name: str) -> PurePosixPath:
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise ValueError(f"unsafe member name in a model archive: {name!r}")
+    return p
+
+
+class ArtefactsService:
+    def __init__(self, c: Container) -> None:
+        self.c = c
+
+    # -- naming -------------------------------------------------------------------------------
+
+    def blob_key(self, org_id: str, directory: Path) -> str:
+        rel = Path(directory).resolve().relative_to(self.c.settings.jobs_dir.resolve())
+        return f"{org_id}/models/{rel.as_posix()}.tar"
+
+    def _org_of(self, directory: Path) -> str:
+        rel = Path(directory).resolve().relative_to(self.c.settings.jobs_dir.resolve())
+        with self.c.db.session() as s:
+            job = jobs_repo.get_any(s, rel.parts[0])
+        if job is None:
+            raise NotFound(f"adapter not found at {directory}", code="model_not_found")
+        return str(job.org_id)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def seal(self, org_id: str, directory: Path, skip: frozenset[str] = RESUME_ONLY) -> str:
+        """Store ``directory`` as one encrypted tar (files only, minus ``skip``); its blob key."""
+        directory = Path(directory)
+        key = self.blob_key(org_id, directory)
+        with (
+            self.c.sealed.writer(org_id, key) as out,
+            tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for path in sorted(directory.rglob("*")):
+                if path.is_file() and not path.is_symlink() and path.name not in skip:
+                    info = tar.gettarinfo(str(path), arcname=path.relative_to(directory).as_posix())
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    info.mode = 0o600
+                    with path.open("rb") as f:
+                        tar.addfile(info, f)
+        return key
+
+    def delete(self, org_id: str, directory: Path) -> None:
+        self.c.sealed.delete(self.blob_key(org_id, directory))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def is_sealed(self, org_id: str, directory: Path) -> bool:
+        return self.c.sealed.exists(self.blob_key(org_id, directory))
+
+    def members(self, org_id: str, directory: Path) -> Iterator[tuple[str, int, IO[bytes]]]:
+        """(relative name, size, plaintext stream) of every file, decrypted as it is read."""
+        directory = Path(directory)
+        if directory.is_dir():  # not yet published: the plaintext written by training
+            for path in sorted(directory.rglob("*")):
+                if path.is_file():
+                    with path.open("rb") as f:
+                        yield path.relative_to(directory).as_posix(), path.stat().st_size, f
+            return
+        key = self.blob_key(org_id, directory)
+        if not self.c.sealed.exists(key):
+            raise NotFound(f"adapter not found at {directory}", code="model_not_found")
+        with self.c.sealed.open(org_id, key) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+            for info in tar:
+                if not info.isfile():
+                    continue
+                stream = tar.extractfile(info)
+                if stream is not None:
+                    yield str(_safe_name(info.name)), info.size, stream
+
+    def read_json(self, org_id: str, directory: Path, name: str) -> dict[str, Any] | None:
+        try:
+            for member, _size, stream in self.members(org_id, directory):
+                if member == name:
+                    data = json.loads(stream.read())
+                    return data if isinstance(data, dict) else None
+        except (NotFound, ValueError, OSError):
+            return None
+        return None
+
+    @contextlib.contextmanager
+    def open_dir(self, directory: Path, org_id: str | None = None) -> Iterator[Path]:
+        """A plaintext directory of the artefact, alive until the block ends.
+
+        Sealed artefacts are decrypted into a private directory in memory (``/dev/shm`` where it
+        exists), because peft and the tokenizer load from a directory; it is removed right after.
+        """
+        directory = Path(directory)
+        if directory.is_dir():
+            yield directory
+            return
+        org = org_id or self._org_of(directory)
+        with self.c.scratch.directory(memory=True) as tmp:
+            for name, _size, stream in self.members(org, directory):
+                target = tmp / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("wb") as out:
+                    shutil.copyfileobj(stream, out, 1024 * 1024)
+            yield tmp
