@@ -8,6 +8,7 @@ the worker's own ``build_card``/``write_card``.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -162,19 +163,23 @@ def test_a_project_key_sees_only_its_projects_evals(
     assert ev.id in http.get("/evals").text
 
 
-def publish_with_card(container: Any, job_id: str, checks: dict[str, Any], adapter: Path) -> str:
-    """Publish a job's model the way the worker does: card beside the adapter, then the model row."""
+def publish_with_card(container: Any, job_id: str, checks: dict[str, Any]) -> str:
+    """Publish a job's model the way the worker does: card beside the adapter, sealed, then the row."""
     from afinar.domain.jobs import JobStatus
     from afinar.store import jobs as jobs_repo
     from afinar.store.tables import FineTunedModel
     from afinar.worker.card import build_card, write_card
 
+    adapter = container.settings.jobs_dir / job_id / "final"
     adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
     with container.db.session() as s:
         job = jobs_repo.get_any(s, job_id)
         assert job is not None
         job.resolved_hyperparameters = {"n_epochs": 1, "batch_size": 4, "learning_rate_multiplier": 1.0}
         write_card(adapter, build_card(container, job, trained_tokens=120, metrics=[], checks=checks))
+        container.artefacts.seal(job.org_id, adapter)  # published adapters are stored encrypted
+        shutil.rmtree(adapter)
         s.add(
             FineTunedModel(
                 id=job.model_name,
@@ -248,9 +253,7 @@ def test_model_page_shows_the_safety_and_eval_gate_checks(
         failed_categories=[],
         rule=SafetyRule(),
     ).to_dict()
-    name = publish_with_card(
-        container, job.id, {"safety": safety, "eval_gate": verdict}, tmp_path / "adapter"
-    )
+    name = publish_with_card(container, job.id, {"safety": safety, "eval_gate": verdict})
     assert sign_in(http).status_code == 303
     page = http.get(f"/models/{name}").text
 
@@ -267,6 +270,7 @@ def test_model_page_shows_the_safety_and_eval_gate_checks(
     assert re.search(r"data-base-rate>25.0%", g) and re.search(r"data-tuned-rate>50.0%", g)
     assert re.search(r"data-margin>\+25.0 pts", g) and re.search(r"data-verdict>Passed", g)
     assert f"base_run_id={base.id}&amp;candidate_run_id={cand.id}" in g  # compare the gate's runs
+    assert "<code>model_card.json</code>" in page and "Download adapter (.zip)" in page
 
 
 def test_a_queued_run_shows_progress_and_the_page_polls_until_it_ends(

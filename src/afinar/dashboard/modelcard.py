@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from afinar.catalog.registry import BaseModelEntry
@@ -80,13 +79,10 @@ def card(c: Container, org_id: str, org_slug: str, name: str) -> ModelCard:
     except AfinarError:
         result.published = {}
     result.eval_name = _eval_name(c, org_id, result.checks.get("eval_gate"))
-    adapter = c.resolve_servable(org_id, name).adapter_path
-    if adapter is not None and Path(adapter).is_dir():
-        result.adapter_files = sorted(
-            (p.relative_to(adapter).as_posix(), p.stat().st_size)
-            for p in Path(adapter).rglob("*")
-            if p.is_file()
-        )
+    try:  # the adapter is stored encrypted: the models service lists it as it would export it
+        result.adapter_files = sorted(c.models.adapter_files(org_id, name))
+    except NotFound:
+        result.adapter_files = []
     return result
 
 
