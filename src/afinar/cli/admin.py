@@ -96,6 +96,41 @@ def orgs_list(json_out: bool = JSON_OPTION) -> None:
     table(["id", "slug", "name", "created"], [(i, sl, n, when(t)) for i, sl, n, t in rows])
 
 
+@orgs.command("delete")
+def orgs_delete(
+    org: str = typer.Argument(..., help="Organisation id (org-…) or slug."),
+    yes: bool = typer.Option(False, "--yes", help="Confirm: this destroys the organisation's data for good."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Delete an organisation: destroy its data key first (crypto-shredding), then all its data.
+
+    Safe to run again after an interruption (docs/admin.md, "Deleting an organisation").
+    """
+    from afinar.services.erasure import ErasureService
+    from afinar.store import orgs as repo
+
+    if not yes:
+        fail("confirmation_required", f"deleting {org} destroys all its data for good; add --yes to confirm")
+    with _container() as c:
+        with c.db.session() as s:
+            row = repo.get_org(s, org) or repo.get_org_by_slug(s, org)
+        org_id = row.id if row is not None else org  # gone already: finish an interrupted deletion
+        report = _run(lambda: ErasureService(c).delete_org(org_id))
+    if json_out:
+        print_json(report.to_dict())
+        return
+    fields(
+        [
+            ("organisation", report.org_id),
+            ("data key", "destroyed"),
+            ("api keys deleted", str(report.api_keys_deleted)),
+            ("jobs cancelled", str(len(report.jobs_cancelled))),
+            ("blobs removed", str(report.blobs_removed)),
+            ("rows deleted", str(sum(report.rows_deleted.values()))),
+        ]
+    )
+
+
 @orgs.command("settings")
 def orgs_settings(
     org: str = typer.Argument(..., help="Organisation id (org-…) or slug."), json_out: bool = JSON_OPTION

@@ -106,8 +106,9 @@ def unwrap(master: bytes, org_id: str, wrapped: str) -> bytes:
 class KeyRing:
     """Unwrapped data keys per organisation, created lazily and cached for the process.
 
-    ``load(org_id)`` returns the stored wrapped key or None; ``insert(org_id, wrapped)`` stores
-    one and returns False when another writer stored one first (the caller then re-reads).
+    ``load(org_id)`` returns the stored wrapped key, ``""`` once it was destroyed, or None when
+    there is none yet; ``insert(org_id, wrapped)`` stores one and returns False when another
+    writer stored one first (the caller then re-reads) or the organisation does not exist.
     """
 
     def __init__(
@@ -128,15 +129,15 @@ class KeyRing:
             if key is not None:
                 return key
             wrapped = self._load(org_id)
+            if wrapped == "":
+                raise OrgKeyDestroyed(f"the data key of organisation {org_id} was destroyed")
             if wrapped is None:
                 if not create:
                     raise OrgKeyDestroyed(f"organisation {org_id} has no data key")
-                if not self._insert(org_id, wrap(self._master, org_id, generate_key())):
-                    wrapped = self._load(org_id)  # lost the race: use the winner's key
-                else:
-                    wrapped = self._load(org_id)
-                if wrapped is None:
-                    raise KeyUnavailable(f"the data key of organisation {org_id} could not be stored")
+                self._insert(org_id, wrap(self._master, org_id, generate_key()))
+                wrapped = self._load(org_id)  # ours, or the winner's when another writer was first
+                if not wrapped:
+                    raise KeyUnavailable(f"organisation {org_id} has no data key and none can be made")
             key = unwrap(self._master, org_id, wrapped)
             self._cache[org_id] = key
             return key

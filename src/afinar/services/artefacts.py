@@ -12,6 +12,7 @@ publication (the safety and eval gates) the plaintext directory still exists and
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import tarfile
@@ -42,14 +43,25 @@ class ArtefactsService:
 
     # -- naming -------------------------------------------------------------------------------
 
+    def _relative(self, directory: Path) -> Path | None:
+        try:
+            return Path(directory).resolve().relative_to(self.c.settings.jobs_dir.resolve())
+        except ValueError:
+            return None  # not written by a job of this data directory
+
     def blob_key(self, org_id: str, directory: Path) -> str:
-        rel = Path(directory).resolve().relative_to(self.c.settings.jobs_dir.resolve())
+        rel = self._relative(directory)
+        if rel is None:
+            digest = hashlib.sha256(str(Path(directory).resolve()).encode()).hexdigest()[:32]
+            return f"{org_id}/models/_external/{digest}.tar"
         return f"{org_id}/models/{rel.as_posix()}.tar"
 
     def _org_of(self, directory: Path) -> str:
-        rel = Path(directory).resolve().relative_to(self.c.settings.jobs_dir.resolve())
-        with self.c.db.session() as s:
-            job = jobs_repo.get_any(s, rel.parts[0])
+        rel = self._relative(directory)
+        job = None
+        if rel is not None and rel.parts:
+            with self.c.db.session() as s:
+                job = jobs_repo.get_any(s, rel.parts[0])
         if job is None:
             raise NotFound(f"adapter not found at {directory}", code="model_not_found")
         return str(job.org_id)

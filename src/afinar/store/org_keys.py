@@ -10,10 +10,16 @@ from sqlalchemy.exc import IntegrityError
 from afinar.store.db import Database
 from afinar.store.tables import Organization, OrgKey
 
+DESTROYED = ""  # what ``load`` returns for a destroyed key
+
 
 def load(db: Database, org_id: str) -> str | None:
+    """The wrapped key; ``DESTROYED`` once destroyed; None when the organisation never had one."""
     with db.session() as s:
-        return s.scalar(select(OrgKey.wrapped_key).where(OrgKey.org_id == org_id))
+        row = s.scalar(select(OrgKey).where(OrgKey.org_id == org_id))
+        if row is None:
+            return None
+        return DESTROYED if row.destroyed_at is not None or not row.wrapped_key else row.wrapped_key
 
 
 def insert(db: Database, org_id: str, wrapped: str) -> bool:
@@ -32,7 +38,22 @@ def insert(db: Database, org_id: str, wrapped: str) -> bool:
     return True
 
 
-def destroy(db: Database, org_id: str) -> bool:
-    """Delete the wrapped key (crypto-shredding), committed before anything else is removed."""
+def destroy(db: Database, org_id: str) -> None:
+    """Forget the wrapped key for good (crypto-shredding), committed on return.
+
+    The row stays as a marker (``destroyed_at``) so no late writer creates a fresh key while the
+    organisation's data is being removed; ``remove`` drops it at the very end.
+    """
+    now = int(time.time())
     with db.session() as s:
-        return bool(s.execute(delete(OrgKey).where(OrgKey.org_id == org_id)).rowcount)  # type: ignore[attr-defined]
+        row = s.scalar(select(OrgKey).where(OrgKey.org_id == org_id).with_for_update())
+        if row is None:
+            s.add(OrgKey(org_id=org_id, wrapped_key=None, created_at=now, destroyed_at=now))
+        else:
+            row.wrapped_key = None
+            row.destroyed_at = row.destroyed_at or now
+
+
+def remove(db: Database, org_id: str) -> None:
+    with db.session() as s:
+        s.execute(delete(OrgKey).where(OrgKey.org_id == org_id))

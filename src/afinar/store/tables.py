@@ -395,10 +395,13 @@ class OrgKey(Base):
     """An organisation's data key, wrapped by the master key (never stored in clear).
 
     One row per organisation (``org_id`` is the primary key, so concurrent first uses cannot
-    create two). Deleting the row crypto-shreds everything encrypted under the key.
+    create two). Organisation deletion clears ``wrapped_key`` and sets ``destroyed_at`` first
+    (crypto-shredding; the row then also stops a late writer from creating a fresh key), and
+    removes the row last.
     """
 
     __tablename__ = "org_keys"
     org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    wrapped_key: Mapped[str] = mapped_column(Text)
+    wrapped_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[int] = mapped_column(Integer)
+    destroyed_at: Mapped[int | None] = mapped_column(Integer, nullable=True)

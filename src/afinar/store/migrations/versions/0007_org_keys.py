@@ -18,8 +18,9 @@ def upgrade() -> None:
     op.create_table(
         "org_keys",
         sa.Column("org_id", sa.String(length=64), nullable=False),
-        sa.Column("wrapped_key", sa.Text(), nullable=False),
+        sa.Column("wrapped_key", sa.Text(), nullable=True),
         sa.Column("created_at", sa.Integer(), nullable=False),
+        sa.Column("destroyed_at", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("org_id"),
     )
 
