@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import itertools
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -24,10 +25,14 @@ from afinar.crypto.stream import ChunkReader, EncryptingWriter, TamperedBlob, de
 from afinar.errors import ServerError
 
 INTEGRITY = "blob_integrity_error"
+log = logging.getLogger("afinar.blobs")
 
 
 def integrity_error(key: str, exc: Exception) -> ServerError:
-    return ServerError(f"Stored data {key!r} cannot be decrypted: {exc}", code=INTEGRITY)
+    log.error("blob %s does not decrypt: %s", key, exc)  # the detail stays in the server log
+    return ServerError(
+        "The stored data cannot be decrypted: it was modified, or its encryption key is gone.", code=INTEGRITY
+    )
 
 
 class SealedBlobs:
