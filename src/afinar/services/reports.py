@@ -31,6 +31,7 @@ class ReportsService:
         if method not in ("supervised", "dpo"):
             raise InvalidRequest("method must be 'supervised' or 'dpo'", param="method")
         model = model or self.c.settings.default_model
+        self.c.files.get(org_id, file_id)  # an unknown id answers 404 before any tokenizer loads
         tokenizer, context = self._tokenizer(model)
         with self.c.files.materialize(org_id, file_id) as path:
             report = validate_file(path, method=method, tokenizer=tokenizer, context_length=context)  # type: ignore[arg-type]
