@@ -59,8 +59,9 @@ class Distribution:
             self.min = value
         if self.max is None or value > self.max:
             self.max = value
-        key = _bucket(value)
-        self._counts[key] = self._counts.get(key, 0) + 1
+        key = value if value < EXACT_BELOW else _bucket(value)
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
 
     def extend(self, values: Iterable[int]) -> Distribution:
         for v in values:

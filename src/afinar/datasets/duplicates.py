@@ -68,9 +68,15 @@ class DuplicateDetector:
         a digest not seen before is remembered under ``line``.
         """
         key = int.from_bytes(digest[:8], "little") or 1
-        slot = self._find(key)
-        if self._keys[slot] == key:
-            return int(self._lines[slot])
+        keys, mask = self._keys, self._slots - 1
+        slot = key & mask
+        while True:  # linear probing from the key's low bits (the key is already a uniform hash)
+            k = keys[slot]
+            if k == key:
+                return int(self._lines[slot])
+            if not k:
+                break
+            slot = (slot + 1) & mask
         if self._bloom is not None and self._bloom_check_add(digest):
             return LIKELY
         if self._used + 1 > self._slots * 3 // 4:
@@ -88,16 +94,12 @@ class DuplicateDetector:
         return None
 
     def _find(self, key: int) -> int:
-        """The slot holding ``key``, or the empty slot where it would go (linear probing from the
-        key's low bits: the key is already a uniform hash)."""
-        mask = self._slots - 1
+        """The empty slot where a new ``key`` goes."""
+        keys, mask = self._keys, self._slots - 1
         slot = key & mask
-        keys = self._keys
-        while True:
-            k = keys[slot]
-            if k == key or k == 0:
-                return slot
+        while keys[slot]:
             slot = (slot + 1) & mask
+        return slot
 
     def _grow(self) -> None:
         old_keys, old_lines = self._keys, self._lines  # re-inserted lazily: no per-key objects kept

@@ -34,7 +34,7 @@ from afinar.datasets.report import Problem
 Tokenized = list[tuple[list[int], list[tuple[int, int]]]]
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingExample:
     """One example's problems, held back until its batch is counted."""
 
