@@ -42,6 +42,7 @@ def _container(settings: Settings) -> Container:
 
     c = Container(settings)
     c.migrate()
+    c.keys  # noqa: B018 - load the master key now (a bad one fails at start; a generated one warns)
     return c
 
 
