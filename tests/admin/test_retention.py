@@ -160,3 +160,39 @@ def test_retention_is_part_of_the_organisation_settings(http: Any, container: An
     assert (
         http.post(url, headers=auth, json={"file_retention_days": None}).json()["file_retention_days"] is None
     )
+
+
+def test_a_queued_eval_run_keeps_its_data_file(client: openai.OpenAI, container: Any) -> None:
+    lines = [{"item": {"q": str(i)}, "sample": {"output_text": "a"}} for i in range(2)]
+    data = "\n".join(json.dumps(x) for x in lines).encode()
+    fid = client.files.create(file=("items.jsonl", data), purpose="evals").id
+    ev = client.evals.create(
+        name="e",
+        data_source_config={"type": "custom", "item_schema": {"type": "object"}},
+        testing_criteria=[  # type: ignore[list-item]
+            {
+                "type": "string_check",
+                "name": "eq",
+                "input": "{{sample.output_text}}",
+                "reference": "a",
+                "operation": "eq",
+            }
+        ],
+    )
+    source = {"type": "jsonl", "source": {"type": "file_id", "id": fid}}
+    run = client.evals.runs.create(ev.id, data_source=source)  # type: ignore[arg-type]
+    assert run.status == "queued"
+    retention.set_days(container.db, org_of(container), 1)
+    container.clock = FixedClock(time.time() + 2 * DAY)
+    assert retention.sweep(container) == []
+    client.evals.runs.cancel(run.id, eval_id=ev.id)
+    assert retention.sweep(container) == [fid]
+
+
+def org_of(container: Any) -> str:
+    from afinar.store.tables import Organization
+
+    with container.db.session() as s:
+        org = s.scalar(select(Organization).where(Organization.name == container.settings.default_org_name))
+        assert org is not None
+        return org.id
