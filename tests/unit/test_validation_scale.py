@@ -313,3 +313,44 @@ def test_one_example_the_template_refuses_does_not_spoil_its_batch(tokenizer: An
         )
     ]
     assert report.n_tokenized == 3
+
+
+class _RefusesSomeTexts:
+    """A slow-tokenizer stand-in (no Rust batch call) that cannot tokenize one marked text."""
+
+    is_fast = False
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __call__(self, text: Any, **kwargs: Any) -> Any:
+        if isinstance(text, str) and "tokenizer-refuses" in text:
+            raise ValueError("cannot tokenize this")
+        return self._inner(text, **kwargs)
+
+
+def test_a_text_the_tokenizer_refuses_fails_alone_and_the_slow_path_counts_the_same(tokenizer: Any) -> None:
+    examples = [chat(1), chat(2, answer="tokenizer-refuses"), chat(3)]
+    raw = [json.dumps(e).encode() for e in examples]
+    report = validate_lines(iter(raw), tokenizer=_RefusesSomeTexts(tokenizer), context_length=10**6)
+    assert [(p.example, p.code, p.message) for p in report.errors] == [
+        (
+            2,
+            "render_error",
+            "Example 2 cannot be rendered with the base model's chat template: cannot tokenize this.",
+        )
+    ]
+    fast = validate_lines(iter([raw[0], raw[2]]), tokenizer=tokenizer, context_length=10**6)
+    assert report.n_tokenized == 2 and report.total_tokens == fast.total_tokens
+    assert report.trained_tokens == fast.trained_tokens
+
+
+def test_validate_file_also_takes_an_iterable_of_lines(tmp_path: Any) -> None:
+    raw = [json.dumps(chat(i)).encode() + b"\n" for i in range(3)]
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"".join(raw))
+    from_lines = validation.validate_file(iter(raw))
+    assert from_lines == validation.validate_file(path) and from_lines.n_examples == 3
