@@ -354,3 +354,14 @@ def test_validate_file_also_takes_an_iterable_of_lines(tmp_path: Any) -> None:
     path.write_bytes(b"".join(raw))
     from_lines = validation.validate_file(iter(raw))
     assert from_lines == validation.validate_file(path) and from_lines.n_examples == 3
+
+
+def test_batches_of_long_examples_stay_small_in_memory(tokenizer: Any) -> None:
+    answer = "Hard wheels around 99A are best for street, soft ones for rough roads. " * 110
+    raw = [json.dumps(chat(i, answer=answer)).encode() for i in range(120)]  # ~1 MB, ~0.5M tokens
+    peak, report = _peak(iter(raw), tokenizer=tokenizer, context_length=10**6)
+    assert report.ok and report.n_tokenized == 120
+    per_example = report.total_tokens // 120
+    assert per_example > 3_000
+    # Whole-batch token lists would take ~150 bytes a token, ~70 MB here; one example's, ~0.5 MB.
+    assert peak < 8_000_000, (peak, report.total_tokens)

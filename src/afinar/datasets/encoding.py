@@ -7,8 +7,9 @@ training loop, so the estimate's billable tokens equal the job's ``trained_token
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from afinar.datasets.chat_template import prepare_messages
 
@@ -184,21 +185,46 @@ def _backend(tokenizer: Any) -> Any:
     return backend
 
 
-def tokenize_many(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+Tokens = tuple[list[int], list[tuple[int, int]]]  # token ids and their character offsets
+
+
+class _Encodings(Sequence[Tokens]):
+    """The Rust encodings of a batch, each converted to Python lists only when read (so a batch
+    never holds more than one example's lists at a time)."""
+
+    def __init__(self, encodings: list[Any]) -> None:
+        self._encodings = encodings
+
+    def __len__(self) -> int:
+        return len(self._encodings)
+
+    @overload
+    def __getitem__(self, index: int) -> Tokens: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Tokens]: ...
+    def __getitem__(self, index: int | slice) -> Tokens | Sequence[Tokens]:
+        if isinstance(index, slice):
+            return _Encodings(self._encodings[index])
+        e = self._encodings[index]
+        return e.ids, e.offsets
+
+
+def tokenize_many(tokenizer: Any, texts: list[str]) -> Sequence[Tokens]:
     """(token ids, character offsets) of each text, without added special tokens.
 
     A fast tokenizer gets all texts in one ``encode_batch`` call of its Rust backend: that is
     the call transformers itself makes (it wraps a single text into a batch of one), so each
     text is encoded exactly as on its own, and the batch is spread over the CPU cores. The
-    backend is called directly, skipping transformers' per-text conversion to Python lists,
-    only when it is configured as transformers would configure it; otherwise the public call.
+    backend is called directly, skipping transformers' conversion of the whole batch to Python
+    lists, only when it is configured as transformers would configure it; otherwise the public
+    call, one text at a time.
     """
     if not texts:
         return []
     backend = _backend(tokenizer)
     if backend is not None:
-        return [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=False)]
-    out: list[tuple[list[int], list[tuple[int, int]]]] = []
+        return _Encodings(backend.encode_batch(texts, add_special_tokens=False))
+    out: list[Tokens] = []
     for text in texts:
         one = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         out.append((list(one["input_ids"]), list(one["offset_mapping"])))
@@ -219,27 +245,25 @@ def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[in
     return labels
 
 
-def encode_tokenized(
-    rendered: list[tuple[str, Spans]],
-    tokenized: list[tuple[list[int], list[tuple[int, int]]]],
-    max_length: int,
-) -> list[EncodedExample]:
-    """Label the trained tokens of ``tokenize_many``'s output and cut each to ``max_length``."""
-    out: list[EncodedExample] = []
-    for (_, spans), (ids, offsets) in zip(rendered, tokenized, strict=True):
-        labels = _labels(ids, offsets, spans)
-        cut = max(0, len(ids) - max_length)
-        if cut:
-            ids, labels = ids[:max_length], labels[:max_length]
-        out.append(EncodedExample(input_ids=ids, labels=labels, truncated_tokens=cut))
-    return out
+def encode_tokens(spans: Spans, tokens: Tokens, max_length: int) -> EncodedExample:
+    """Label the trained tokens of one tokenized text and cut it to ``max_length``."""
+    ids, offsets = tokens
+    labels = _labels(ids, offsets, spans)
+    cut = max(0, len(ids) - max_length)
+    if cut:
+        ids, labels = ids[:max_length], labels[:max_length]
+    return EncodedExample(input_ids=ids, labels=labels, truncated_tokens=cut)
 
 
 def encode_rendered(
     tokenizer: Any, rendered: list[tuple[str, Spans]], max_length: int
 ) -> list[EncodedExample]:
     """Tokenize ``trained_spans`` results in one batch and label the trained tokens."""
-    return encode_tokenized(rendered, tokenize_many(tokenizer, [t for t, _ in rendered]), max_length)
+    tokenized = tokenize_many(tokenizer, [t for t, _ in rendered])
+    return [
+        encode_tokens(spans, tokens, max_length)
+        for (_, spans), tokens in zip(rendered, tokenized, strict=True)
+    ]
 
 
 def encode_chat(tokenizer: Any, example: dict[str, Any], max_length: int) -> EncodedExample:

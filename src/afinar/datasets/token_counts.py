@@ -6,7 +6,7 @@ the calling thread (``trained_spans_many``: Python, Jinja) and tokenized on one 
 thread (``tokenize_many``: the Rust tokenizer, which releases the GIL and spreads a batch over
 the cores), so the next batch is read, checked and rendered while this one is tokenized. At most
 two batches are held at any time. Token counts are exactly ``encode_chat``'s (the trainer's):
-the same rendering, the same tokenizer call, the same labelling (``encode_tokenized``).
+the same rendering, the same tokenizer call, the same labelling (``encode_tokens``).
 
 Problems stay in file order: an example's problems (and any render error or truncation
 warning) are handed to ``emit`` only once its batch is done, batches in order.
@@ -15,7 +15,7 @@ warning) are handed to ``emit`` only once its batch is done, batches in order.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -25,13 +25,12 @@ from afinar.datasets.distribution import Distribution
 from afinar.datasets.encoding import (
     EncodedExample,
     Spans,
-    encode_tokenized,
+    Tokens,
+    encode_tokens,
     tokenize_many,
     trained_spans_many,
 )
 from afinar.datasets.report import Problem
-
-Tokenized = list[tuple[list[int], list[tuple[int, int]]]]
 
 
 @dataclass(slots=True)
@@ -104,7 +103,7 @@ def _render_error(p: PendingExample, exc: BaseException) -> Problem:
 class _Batch:
     examples: list[PendingExample]
     counted: list[tuple[PendingExample, tuple[str, Spans]]]
-    tokenized: Future[Tokenized] | None
+    tokenized: Future[Sequence[Tokens]] | None
 
 
 class TokenCounter:
@@ -165,8 +164,7 @@ class TokenCounter:
                     except Exception as exc:
                         p.errors.append(_render_error(p, exc))
                 counted = kept
-            encoded = encode_tokenized([r for _, r in counted], tokenized, self.tally.max_length)
-            for (p, _), enc in zip(counted, encoded, strict=True):
-                self.tally.add(p.n, enc, p.warnings)
+            for (p, (_, spans)), tokens in zip(counted, tokenized, strict=True):
+                self.tally.add(p.n, encode_tokens(spans, tokens, self.tally.max_length), p.warnings)
         for p in batch.examples:
             self.emit(p)

@@ -2,11 +2,11 @@
 
 ``validate_file`` streams the file line by line in binary mode, never reading it whole, in
 memory bounded whatever the number of examples: one line at a time, at most two batches of
-examples (256 examples or 4 MB of JSON each) being rendered and tokenized (``token_counts``), a
+examples (256 examples or 256 KB of JSON each) being rendered and tokenized (``token_counts``), a
 bounded duplicate detector (``duplicates``: exact and naming the first example up to 393,216
 examples, "likely" past that; 10 MiB at most) and bounded distributions for the statistics
 (``distribution``: percentiles exact below 65,536 tokens). Token counts go through
-``trained_spans``/``tokenize_many``/``encode_tokenized``, the functions ``encode_chat`` (and so
+``trained_spans``/``tokenize_many``/``encode_tokens``, the functions ``encode_chat`` (and so
 the trainer) uses, i.e. the base model's own chat template: they are the numbers training will
 see (not tiktoken estimates). ``validate_lines`` takes any iterable of raw lines (a blob
 stream, say); ``validate_file`` opens a path and hands it over (or passes an iterable on).
@@ -59,9 +59,10 @@ UNEXPECTED_FORMAT = (
 )
 _SUMMARY_EXAMPLES = 10  # example numbers listed in a job error's "(and K more problems: ...)"
 # Examples are rendered and tokenized in batches of at most this many examples or bytes of
-# JSON (one apply_chat_template call per batch; the fast tokenizer encodes a batch on all cores).
+# JSON (one apply_chat_template call per batch; the fast tokenizer encodes a batch on all
+# cores). The byte cap bounds a batch's encodings (~100 bytes a token) to a few MB.
 TOKENIZE_BATCH_EXAMPLES = 256
-TOKENIZE_BATCH_BYTES = 4_000_000
+TOKENIZE_BATCH_BYTES = 256 * 1024
 
 
 def special_token_pattern(tokenizer: Any) -> re.Pattern[str] | None:
