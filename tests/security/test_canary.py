@@ -136,11 +136,6 @@ def test_canary_never_in_plaintext_and_gone_after_org_deletion(
     assert container.blobs.keys(f"{org_id}/") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not done: inline eval items and samples are stored as plain JSON columns of eval_runs / "
-    "eval_output_items (docs/architecture.md, 'Encryption at rest', what is not covered)",
-)
 def test_inline_eval_items_never_in_plaintext(client: openai.OpenAI, container: Any, settings: Any) -> None:
     canary = uuid.uuid4().hex
     ev = client.evals.create(
@@ -160,5 +155,9 @@ def test_inline_eval_items_never_in_plaintext(client: openai.OpenAI, container: 
     source: Any = {"type": "jsonl", "source": {"type": "file_content", "content": content}}
     run = client.evals.runs.create(ev.id, data_source=source)
     run_worker(container)
-    assert client.evals.runs.retrieve(run.id, eval_id=ev.id).status == "completed"
-    assert scan(settings.data_dir, canary) == []
+    done = client.evals.runs.retrieve(run.id, eval_id=ev.id)
+    assert done.status == "completed" and done.result_counts.passed == 1
+    items = list(client.evals.runs.output_items.list(run.id, eval_id=ev.id))
+    assert items[0].datasource_item == {"answer": f"code {canary}"}  # read back in clear
+    assert canary in items[0].sample.to_json() and items[0].results[0].passed
+    assert scan(settings.data_dir, canary) == []  # ...but sealed in the database and its -wal

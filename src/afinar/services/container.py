@@ -32,6 +32,7 @@ class Container:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.resolved_database_url())
+        self._seal_columns()
         self.blobs = LocalBlobStore(settings.blobs_dir)  # ciphertext only: customer data goes via ``sealed``
         self.scratch = Scratch(settings.scratch_dir)
         self.scratch.sweep()  # plaintext left by a crashed process
@@ -43,6 +44,15 @@ class Container:
 
     def migrate(self) -> None:
         self.db.migrate()
+
+    def _seal_columns(self) -> None:
+        """Customer text in eval columns is sealed with the org's key (store/sealed_columns.py)."""
+        from afinar.store.sealed_columns import ColumnSealer, install
+
+        install(
+            self.db,
+            ColumnSealer(lambda org: self.keys.data_key(org), lambda org: self.keys.existing_key(org)),
+        )
 
     @cached_property
     def keys(self) -> KeyRing:
