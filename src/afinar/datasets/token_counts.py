@@ -133,7 +133,7 @@ class TokenCounter:
             self._executor.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, examples: list[PendingExample]) -> None:
-        """Render this batch now, tokenize it in the background, and finish the previous one."""
+        """Render this batch now, finish the previous one, and tokenize this one in the background."""
         todo = [p for p in examples if p.conversation is not None]
         rendered = trained_spans_many(self.tokenizer, [p.conversation for p in todo if p.conversation])
         counted: list[tuple[PendingExample, tuple[str, Spans]]] = []
@@ -142,9 +142,11 @@ class TokenCounter:
                 p.errors.append(_render_error(p, result))
             else:
                 counted.append((p, result))
+        # The previous batch was tokenized while this one rendered; finish it before starting the
+        # next tokenization, so that the tokenizer is never called from two threads at once.
+        self._finish()
         texts = [text for _, (text, _) in counted]
         future = self._executor.submit(tokenize_many, self.tokenizer, texts) if texts else None
-        self._finish()
         self._inflight = _Batch(examples, counted, future)
 
     def _finish(self) -> None:
