@@ -132,7 +132,7 @@ def test_off_by_default_and_a_harmful_prompt_is_answered(
 
 
 def test_settings_need_an_admin_key_validate_and_are_audited(
-    client: openai.OpenAI, container: Any, settings: Any
+    client: openai.OpenAI, container: Any, http: Any
 ) -> None:
     from afinar.services.admin import AdminService
     from afinar.store.orgs import first_org
@@ -163,9 +163,7 @@ def test_settings_need_an_admin_key_validate_and_are_audited(
 
     a = AdminService(container)
     _, secret = a.create_key(org_id, kind="project", name="p", project_id=a.default_project_id(org_id))
-    project = openai.OpenAI(
-        base_url="http://testserver/v1", api_key=secret, http_client=client._client, max_retries=0
-    )
+    project = openai.OpenAI(base_url="http://testserver/v1", api_key=secret, http_client=http, max_retries=0)
     for call in (lambda: org_settings(project), lambda: org_settings(project, runtime_moderation=False)):
         with pytest.raises(openai.PermissionDeniedError) as denied:
             call()
