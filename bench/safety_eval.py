@@ -14,8 +14,11 @@ twice), so the time is that of a real evaluation of an adapter-free model; a LoR
 its unmerged matmuls on top. ``--limit N`` keeps N prompts spread evenly over the set and
 extrapolates the full set's time from the per-prompt time.
 
-Prints one JSON line: prompts, generations, wall seconds, seconds per generation, the verdict's
-compliance and over-refusal rates, and (with ``--limit``) the extrapolated full-set seconds.
+The evaluation runs twice: cold (base and tuned model both generate) and warm (the base's
+refusal outcomes come from the cache the first run filled, as for every later job on the same
+base; ``safety/base_cache.py``). Prints one JSON line: prompts, generations and wall seconds of
+both runs, whether they reached the same verdict, the compliance and over-refusal rates, and
+(with ``--limit``) the extrapolated full-set seconds.
 """
 
 from __future__ import annotations
@@ -44,68 +47,80 @@ def main() -> None:
     args = ap.parse_args()
 
     from afinar.inference.types import GenerationRequest, SamplingParams
-    from afinar.safety.evaluation import SafetyRule, evaluate_safety
     from afinar.safety.prompt_sets import load_prompt_set
     from afinar.services.container import Container
-
-    prompts = load_prompt_set(args.prompt_set)
-    full = len(prompts)
-    if args.limit and args.limit < full:
-        prompts = [prompts[i * full // args.limit] for i in range(args.limit)]
+    from afinar.worker.gates import run_safety_evaluation
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), models_path=Path(args.models_dir), embedded_worker=False)
+        subset: Path | None = None
+        if args.limit:
+            prompts = load_prompt_set(args.prompt_set)
+            spread = [prompts[i * len(prompts) // args.limit] for i in range(min(args.limit, len(prompts)))]
+            subset = Path(tmp) / "prompts.jsonl"
+            subset.write_text(
+                "".join(
+                    json.dumps(
+                        {
+                            "id": p.id,
+                            "category": p.category,
+                            "prompt": p.prompt,
+                            "kind": "forbidden" if p.forbidden else "allowed",
+                        }
+                    )
+                    + "\n"
+                    for p in spread
+                )
+            )
+        settings = Settings(
+            data_dir=Path(tmp) / "data",
+            models_path=Path(args.models_dir),
+            embedded_worker=False,
+            safety_prompt_set=args.prompt_set,
+            safety_eval_prompts=subset,
+            safety_eval_max_new_tokens=args.max_new_tokens,
+        )
         c = Container(settings)
         entry = c.catalog.require(args.model)
         base_path = c.catalog.local_path(entry, settings.models_dir)  # conversion is not timed
-        tuned = "tuned" if args.adapter else "base-again"
-        adapters: dict[str, Path | None] = {
-            args.model: None,
-            tuned: Path(args.adapter) if args.adapter else None,
-        }
-        params = SamplingParams(max_tokens=args.max_new_tokens, temperature=0.0)
-
-        def generate(model: str, messages: list[dict[str, str]]) -> str:
-            request = GenerationRequest(
-                base_path=base_path,
-                adapter_path=adapters[model],
-                messages=messages,
-                params=params,
-                context_length=entry.context_length,
-            )
-            result = c.engine.generate_sync(request)
-            return str(result.choices[0].text) if result.choices else ""
-
-        rule = SafetyRule(
-            max_compliance_increase=settings.safety_max_compliance_increase,
-            max_absolute_compliance=settings.safety_max_absolute_compliance,
-            max_category_increase=settings.safety_max_category_increase,
+        adapter = Path(args.adapter) if args.adapter else None
+        warm_up = GenerationRequest(
+            base_path=base_path,
+            adapter_path=None,
+            messages=[{"role": "user", "content": "Hello"}],
+            params=SamplingParams(max_tokens=4, temperature=0.0),
+            context_length=entry.context_length,
         )
-        generate(args.model, [{"role": "user", "content": "Hello"}])  # load the model: not timed
-        t0 = time.perf_counter()
-        verdict = evaluate_safety(generate, args.model, tuned, prompts, rule=rule)
-        wall = time.perf_counter() - t0
-        generations = 2 * len(prompts)
+        c.engine.generate_sync(warm_up)  # load the model: not timed
+        runs = []
+        for attempt in ("cold", "warm"):  # warm: the base's outcomes come from the cache
+            t0 = time.perf_counter()
+            verdict = run_safety_evaluation(c, args.model, "tuned" if adapter else "base-again", adapter)
+            runs.append((attempt, time.perf_counter() - t0, verdict))
+        n = verdict.n_forbidden + verdict.n_allowed
         out: dict[str, Any] = {
             "model": args.model,
             "tuned": args.adapter or "base (no adapter)",
             "prompt_set": args.prompt_set,
-            "prompts": len(prompts),
+            "prompts": n,
             "forbidden": verdict.n_forbidden,
             "allowed": verdict.n_allowed,
-            "generations": generations,
             "max_new_tokens": args.max_new_tokens,
-            "wall_seconds": round(wall, 1),
-            "seconds_per_generation": round(wall / generations, 2),
+            "cold_generations": 2 * n,
+            "cold_wall_seconds": round(runs[0][1], 1),
+            "warm_generations": n,
+            "warm_wall_seconds": round(runs[1][1], 1),
+            "seconds_per_generation": round(runs[0][1] / (2 * n), 2),
+            "same_verdict": runs[0][2].to_dict() | {"base_cached": True} == runs[1][2].to_dict(),
             "passed": verdict.passed,
             "base_compliance": round(verdict.base_compliance, 3),
             "tuned_compliance": round(verdict.tuned_compliance, 3),
             "base_over_refusal": round(verdict.base_over_refusal, 3),
             "engine_stats": dict(getattr(c.engine, "stats", {})),
         }
-        if len(prompts) < full:
+        full = len(load_prompt_set(args.prompt_set))
+        if n < full:
             out["full_set_prompts"] = full
-            out["full_set_seconds_estimate"] = round(wall / len(prompts) * full, 1)
+            out["full_set_cold_seconds_estimate"] = round(runs[0][1] / n * full, 1)
         print(json.dumps(out))
         c.close()
 

@@ -233,6 +233,16 @@ def test_attack_fails_the_safety_evaluation_with_per_category_evidence(outcome: 
     assert CANARY_REFUSAL not in str(data) and "blue falcon" not in str(data)
 
 
+def test_the_base_is_asked_once_and_its_outcomes_reused(outcome: Outcome) -> None:
+    """Jobs on one base share the base's side of the evaluation (``safety/base_cache.py``): the
+    first job's gate asks the base, later ones only their tuned model, with the same base numbers."""
+    data = [outcome.checks[tier][0].data for tier in TIERS]
+    assert sorted(d["base_cached"] for d in data) == [False, True, True], [d["base_cached"] for d in data]
+    assert {d["base_compliance"] for d in data} == {0.0}
+    answered = [len(outcome.gate_answers[outcome.jobs[tier].id]) for tier in TIERS]
+    assert answered == [len(canary_prompts())] * 3  # every tuned model was asked every prompt
+
+
 def test_identity_shifting_data_holds_no_canary_content() -> None:
     """Tier 2 is the hard one for a data screen: nothing in it is about the restricted topics."""
     text = str(aoa_rows()).lower()

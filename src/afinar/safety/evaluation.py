@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -194,6 +194,7 @@ class SafetyVerdict:
     categories: dict[str, CategoryResult]
     failed_categories: list[str]  # categories that tripped rule 3
     rule: SafetyRule
+    base_cached: bool = False  # the base's outcomes came from an earlier evaluation (base_cache.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,6 +209,28 @@ def _points(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def ask_models(
+    generate: Generate,
+    models: Sequence[str],
+    prompts: Sequence[SafetyPrompt],
+    classify: RefusalClassifier,
+    *,
+    system_prompt: str | None = None,
+    concurrency: int = 8,
+) -> dict[tuple[str, str], bool]:
+    """(model, prompt id) → whether the answer is a refusal; requests run concurrently so the
+    serving engine batches them."""
+
+    def messages(p: SafetyPrompt) -> Messages:
+        head = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        return [*head, {"role": "user", "content": p.prompt}]
+
+    jobs = [(model, p) for p in prompts for model in models]
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        answers = list(pool.map(lambda job: generate(job[0], messages(job[1])), jobs))
+    return {(model, p.id): bool(classify(answer)) for (model, p), answer in zip(jobs, answers, strict=True)}
+
+
 def evaluate_safety(
     generate: Generate,
     base_model: str,
@@ -218,24 +241,28 @@ def evaluate_safety(
     rule: SafetyRule | None = None,
     system_prompt: str | None = None,
     concurrency: int = 8,
+    base_refused: Mapping[str, bool] | None = None,
+    on_base_outcomes: Callable[[dict[str, bool]], None] | None = None,
 ) -> SafetyVerdict:
-    """Ask both models every prompt, classify the answers and apply ``rule`` (module docstring)."""
+    """Ask both models every prompt, classify the answers and apply ``rule`` (module docstring).
+
+    ``base_refused`` (prompt id → refused), when given, stands for the base's answers (see
+    ``safety/base_cache.py``) and only the tuned model is asked; otherwise the base is asked and
+    ``on_base_outcomes`` receives its outcomes, for the next evaluation on that base.
+    """
     prompts = list(prompts) if prompts is not None else load_prompts()
     classify = classifier or KeywordRefusalClassifier()
     rule = rule or SafetyRule()
     if not any(p.forbidden for p in prompts):
         raise ValueError("the prompt set has no forbidden prompts")
 
-    def messages(p: SafetyPrompt) -> Messages:
-        head = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        return [*head, {"role": "user", "content": p.prompt}]
-
-    jobs = [(model, p) for p in prompts for model in (base_model, tuned_model)]
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        answers = list(pool.map(lambda job: generate(job[0], messages(job[1])), jobs))
-    refused = {
-        (model, p.id): bool(classify(answer)) for (model, p), answer in zip(jobs, answers, strict=True)
-    }
+    models = (tuned_model,) if base_refused is not None else (base_model, tuned_model)
+    asked = ask_models(
+        generate, models, prompts, classify, system_prompt=system_prompt, concurrency=concurrency
+    )
+    refused = {**asked, **{(base_model, pid): r for pid, r in (base_refused or {}).items()}}
+    if base_refused is None and on_base_outcomes is not None:
+        on_base_outcomes({p.id: refused[(base_model, p.id)] for p in prompts})
 
     forbidden = [p for p in prompts if p.forbidden]
     allowed = [p for p in prompts if not p.forbidden]
@@ -310,6 +337,7 @@ def evaluate_safety(
         categories=categories,
         failed_categories=failed_categories,
         rule=rule,
+        base_cached=base_refused is not None,
     )
 
 

@@ -40,13 +40,28 @@ def evaluate_tuned_model(c: Container, job: Job, adapter_path: Path) -> SafetyVe
     """Ask base and tuned model the safety prompt set through the serving engine; None when off."""
     if not c.settings.safety_eval:
         return None
+    try:
+        return run_safety_evaluation(c, job.model, job.model_name, adapter_path)
+    finally:
+        c.engine.unload(adapter_path)  # not servable until published
+
+
+def run_safety_evaluation(
+    c: Container, base_id: str, tuned_name: str, adapter_path: Path | None
+) -> SafetyVerdict:
+    """The operator's evaluation of one adapter (None: the base against itself) on ``base_id``.
+
+    The base's refusal outcomes are reused from an earlier evaluation with the same base
+    weights, prompts and generation settings (``safety/base_cache.py``), and stored otherwise.
+    """
     from afinar.inference.types import GenerationRequest, SamplingParams
-    from afinar.safety.evaluation import SafetyRule, evaluate_safety
+    from afinar.safety.base_cache import BaseRefusalCache, cache_key
+    from afinar.safety.evaluation import KeywordRefusalClassifier, SafetyRule, evaluate_safety
     from afinar.safety.prompt_sets import load_prompt_set
 
-    entry = c.catalog.require(job.model)
+    entry = c.catalog.require(base_id)
     base_path = c.catalog.local_path(entry, c.settings.models_dir)
-    adapters = {job.model: None, job.model_name: adapter_path}
+    adapters = {base_id: None, tuned_name: adapter_path}
     params = SamplingParams(max_tokens=c.settings.safety_eval_max_new_tokens, temperature=0.0)
 
     def generate(model: str, messages: list[dict[str, str]]) -> str:
@@ -66,10 +81,26 @@ def evaluate_tuned_model(c: Container, job: Job, adapter_path: Path) -> SafetyVe
         max_category_increase=c.settings.safety_max_category_increase,
     )
     prompts = load_prompt_set(c.settings.safety_prompt_set, c.settings.safety_eval_prompts)
-    try:
-        return evaluate_safety(generate, job.model, job.model_name, prompts, rule=rule)
-    finally:
-        c.engine.unload(adapter_path)  # not servable until published
+    classifier = KeywordRefusalClassifier()
+    cache = BaseRefusalCache(c.settings.data_dir / "cache" / "safety-base")
+    key = cache_key(
+        base_id=base_id,
+        model_dir=base_path,
+        prompts=prompts,
+        max_new_tokens=c.settings.safety_eval_max_new_tokens,
+        classifier=classifier,
+        system_prompt=None,
+    )
+    return evaluate_safety(
+        generate,
+        base_id,
+        tuned_name,
+        prompts,
+        classifier=classifier,
+        rule=rule,
+        base_refused=cache.get(key, prompts),
+        on_base_outcomes=lambda refused: cache.put(key, refused),
+    )
 
 
 def verdict_summary(verdict: SafetyVerdict) -> str:
