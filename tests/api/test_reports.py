@@ -46,6 +46,13 @@ def test_estimate_equals_trained_tokens_of_the_job(client: openai.OpenAI, contai
     est: dict[str, Any] = client.post("/afinar/estimates", cast_to=object, body=body)  # type: ignore[assignment]
     assert est["job_error"] is None and est["n_epochs"] == 2 and est["n_examples"] == 11
     assert est["billable_tokens"] > 0 and est["estimated_seconds"] > 0
+    price = container.usage.price_of(TINY)[1].training_per_1m / 1e6  # dollars per 1M tokens
+    cost = est["cost"]
+    assert cost["currency"] == "usd" and cost["training_price_per_1m_tokens"] == pytest.approx(price)
+    assert cost["list_price"] == pytest.approx(est["billable_tokens"] * price / 1e6, abs=1e-6)
+    free = cost["free_training_tokens_left_today"]
+    assert cost["free_training_tokens_applied"] == min(free, est["billable_tokens"])
+    assert cost["amount"] == pytest.approx(max(0, est["billable_tokens"] - free) * price / 1e6, abs=1e-6)
     job = client.fine_tuning.jobs.create(**body)
     run_worker(container)
     job = client.fine_tuning.jobs.retrieve(job.id)

@@ -79,10 +79,16 @@ def test_one_jobs_cost_is_trained_tokens_times_price_minus_the_allowance(
     train_id: str,
 ) -> None:
     container.settings.free_training_tokens_per_day = 300
+    body = {"model": TINY, "training_file": train_id, "hyperparameters": {"n_epochs": 2, "batch_size": 4}}
+    estimate: dict[str, Any] = client.post("/afinar/estimates", cast_to=object, body=body)  # type: ignore[assignment]
     job = create(client, train_id)
     run_worker(container)
     job = client.fine_tuning.jobs.retrieve(job.id)
     assert job.status == "succeeded" and job.trained_tokens and job.trained_tokens > 300
+    # the dry run quoted exactly what the job is billed: its tokens less today's 300 free ones
+    assert estimate["billable_tokens"] == job.trained_tokens
+    assert estimate["cost"]["free_training_tokens_applied"] == 300
+    assert estimate["cost"]["amount"] == pytest.approx((job.trained_tokens - 300) * 3 / 1e6)
     [rec] = training_records(container, principal.org_id)
     assert (rec.key, rec.training_tokens, rec.job_id, rec.model, rec.occurred_at) == (
         f"training:{job.id}",

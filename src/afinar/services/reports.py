@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from afinar.billing.pricebook import PriceNotFound
 from afinar.datasets import hyperparameters as hp
 from afinar.datasets.estimate import estimate
 from afinar.datasets.validation import job_failure, validate_file
@@ -64,4 +65,9 @@ class ReportsService:
         est = estimate(report, hyper, train_tokens_per_second=entry.train_tokens_per_second)
         out.update(est.to_dict())
         out["hyperparameters"] = hyper.to_dict()
+        # What the job would cost at the base model's training price after today's free allowance.
+        try:
+            out["cost"] = self.c.usage.training_quote(org_id, req.model, est.billable_tokens).to_dict()
+        except PriceNotFound:  # the operator's price book does not price this model
+            out["cost"] = None
         return out

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 
 from afinar.billing.allowance import AllowancePolicy
 from afinar.billing.buckets import WIDTHS, Bucket, Grid, aggregate, grid
-from afinar.billing.money import cents_to_micros, format_usd
+from afinar.billing.money import cents_to_micros, format_usd, micros_to_dollars
 from afinar.billing.periods import DAY, day_start, month_start, next_month_start, utc_day
 from afinar.billing.pricebook import Price, PriceBook, PriceNotFound
-from afinar.billing.rating import RatedTraining, TrainingItem, rate_training, training_estimate
+from afinar.billing.rating import RatedTraining, TrainingItem, cost, rate_training, training_estimate
 from afinar.domain.jobs import JobStatus
 from afinar.errors import InvalidRequest, NotFound, QuotaExceeded
 from afinar.metering import ledger
@@ -107,6 +107,27 @@ class LimitState:
 
 
 @dataclass(frozen=True)
+class TrainingQuote:
+    """Integer micro-dollars; dollars only on the wire (``to_dict``)."""
+
+    price_per_1m: int  # the base model's training price per 1M tokens
+    list_price: int  # every billable token at that price
+    to_pay: int  # once today's free training tokens are used
+    free_left: int  # free training tokens left today for the model's tier
+    free_applied: int  # of this job's tokens, how many the free allowance would cover
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "currency": "usd",
+            "training_price_per_1m_tokens": micros_to_dollars(self.price_per_1m),
+            "list_price": micros_to_dollars(self.list_price),
+            "free_training_tokens_left_today": self.free_left,
+            "free_training_tokens_applied": self.free_applied,
+            "amount": micros_to_dollars(self.to_pay),
+        }
+
+
+@dataclass(frozen=True)
 class AllowanceState:
     tier: str
     day: date
@@ -181,6 +202,18 @@ class UsageService:
 
     def now(self) -> int:
         return int(self.c.clock())
+
+    def training_quote(self, org_id: str, base_model: str, tokens: int) -> TrainingQuote:
+        """What training ``tokens`` on ``base_model`` would cost if the job ended now."""
+        tier, price = self.price_of(base_model)
+        free_left = self.allowance_today(org_id, tier).left
+        return TrainingQuote(
+            price_per_1m=price.training_per_1m,
+            list_price=cost(tokens, price.training_per_1m),
+            to_pay=training_estimate(tokens, price.training_per_1m, free_left),
+            free_left=free_left,
+            free_applied=min(tokens, max(0, free_left)),
+        )
 
     def price_of(self, base_model: str) -> tuple[str, Price]:
         """(tier, prices) of a base model; fine-tuned models are billed at their base's prices."""
