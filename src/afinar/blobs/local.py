@@ -56,26 +56,15 @@ class LocalBlobStore:
         return p
 
     def put_stream(self, key: str, chunks: Iterable[bytes], max_bytes: int | None = None) -> StoredBlob:
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         size = 0
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        raise BlobTooLarge(max_bytes)
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-            fsync_dir(target.parent)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with self.writer(key) as out:
+            for chunk in chunks:
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise BlobTooLarge(max_bytes)
+                digest.update(chunk)
+                out.write(chunk)
         return StoredBlob(key=key, size=size, sha256=digest.hexdigest())
 
     @contextlib.contextmanager
