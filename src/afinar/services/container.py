@@ -135,6 +135,7 @@ class Container:
                 self._engine = HFEngine(
                     adapter_cache_size=self.settings.adapter_cache_size,
                     max_queued_requests=self.settings.max_queued_requests,
+                    max_batch_size=self.settings.max_batch_size,
                 )
             store = getattr(self._engine, "store", None)
             if store is not None and getattr(store, "opener", False) is None:

@@ -98,6 +98,7 @@ def run_safety_evaluation(
         prompts,
         classifier=classifier,
         rule=rule,
+        concurrency=c.settings.max_batch_size,  # one full engine batch
         base_refused=cache.get(key, prompts),
         on_base_outcomes=lambda refused: cache.put(key, refused),
     )
