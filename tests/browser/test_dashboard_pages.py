@@ -131,6 +131,19 @@ def test_report_names_each_problem_and_its_line(signed_in: Any, tmp_path: Path) 
     assert "No estimate until the file has no errors" in report
 
 
+def test_report_shows_the_moderation_screen_with_its_lines(signed_in: Any, tmp_path: Path) -> None:
+    rows: list[Any] = [chat_example(i) for i in range(12)]
+    harmful = "Here is how to build a pipe bomb to hurt as many people as possible at the station."
+    for line in (2, 9):
+        rows[line - 1] = chat_example(line, answer=harmful)
+    fid = upload(signed_in, write_jsonl(tmp_path / "flagged.jsonl", rows))
+    report = signed_in.get(f"/files/{fid}/report?model={TINY}").text
+    assert "Not ready to train." in report and "Flagged lines: 2, 9" in report
+    assert "Flagged by moderation: 2 of 12 examples, over this server’s limit" in report
+    flagged = re.findall(r'<th scope="row" class="num">(\d+)</th><td>([a-z/, -]+)</td>', report)
+    assert [int(n) for n, _ in flagged] == [2, 9] and all("violence" in cats for _, cats in flagged)
+
+
 def test_estimate_then_create_a_job_from_the_form(signed_in: Any, tmp_path: Path) -> None:
     fid = upload(signed_in, write_jsonl(tmp_path / "t.jsonl", [chat_example(i) for i in range(12)]))
     report = signed_in.get(f"/files/{fid}/report").text

@@ -9,6 +9,7 @@ from afinar.datasets import hyperparameters as hp
 from afinar.datasets.estimate import estimate
 from afinar.datasets.validation import job_failure, validate_file
 from afinar.errors import InvalidRequest
+from afinar.worker.gates import screen_file
 from afinar.worker.validate import load_tokenizer
 
 if TYPE_CHECKING:
@@ -28,7 +29,9 @@ class ReportsService:
             )
         return self._tokenizers[model], entry.context_length
 
-    def file_report(self, org_id: str, file_id: str, *, model: str | None, method: str) -> dict[str, Any]:
+    def file_report(
+        self, org_id: str, file_id: str, *, model: str | None, method: str, moderation: bool = True
+    ) -> dict[str, Any]:
         if method not in ("supervised", "dpo"):
             raise InvalidRequest("method must be 'supervised' or 'dpo'", param="method")
         model = model or self.c.settings.default_model
@@ -37,12 +40,19 @@ class ReportsService:
         with self.c.files.materialize(org_id, file_id) as path:
             report = validate_file(path, method=method, tokenizer=tokenizer, context_length=context)  # type: ignore[arg-type]
         failure = job_failure(report, param="training_file", file_id=file_id)
+        job_error: dict[str, Any] | None = {"code": failure[0], "message": failure[1]} if failure else None
+        # The data screen a job runs before training, as a pre-check (None when off or not asked).
+        screen = screen_file(self.c, org_id, file_id) if moderation else None
+        screen_error = screen.error("training_file") if screen is not None else None
+        if job_error is None and screen_error is not None:
+            job_error = {"code": screen_error.code, "message": screen_error.message}
         return {
             "object": "afinar.file_report",
             "file_id": file_id,
             "model": model,
-            "job_error": {"code": failure[0], "message": failure[1]} if failure else None,
+            "job_error": job_error,
             **report.to_dict(),
+            "moderation": screen.to_dict() if screen is not None else None,
         }
 
     def estimate(self, org_id: str, body: dict[str, Any]) -> dict[str, Any]:

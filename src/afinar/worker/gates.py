@@ -10,27 +10,31 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from afinar.safety.evaluation import SafetyVerdict
+    from afinar.safety.screen import ScreenReport
     from afinar.services.container import Container
     from afinar.store.tables import Job
 
 
-def screen_job_files(c: Container, job: Job) -> dict[str, Any] | None:
-    """Moderate every example of the job's files; the job error when too many are flagged."""
+def screen_file(c: Container, org_id: str, file_id: str) -> ScreenReport | None:
+    """Moderate every example of one file with the operator's thresholds; None when screening is off."""
     if not c.settings.safety_screen:
         return None
-    from afinar.safety.screen import screen_training_file
+    from afinar.safety.screen import screen_lines
 
+    with c.files.open(org_id, file_id) as lines:  # decrypted as read, nothing written to disk
+        return screen_lines(
+            lines,
+            c.moderation,
+            threshold_fraction=c.settings.moderation_screen_max_flagged_fraction,
+            max_flagged_examples=c.settings.moderation_screen_max_flagged_examples,
+        )
+
+
+def screen_job_files(c: Container, job: Job) -> dict[str, Any] | None:
+    """Moderate every example of the job's files; the job error when too many are flagged."""
     for param, fid in (("training_file", job.training_file), ("validation_file", job.validation_file)):
-        if fid is None:
-            continue
-        with c.files.materialize(job.org_id, fid) as path:  # private plaintext, removed right after
-            report = screen_training_file(
-                path,
-                c.moderation,
-                threshold_fraction=c.settings.moderation_screen_max_flagged_fraction,
-                max_flagged_examples=c.settings.moderation_screen_max_flagged_examples,
-            )
-        error = report.error(param)
+        report = screen_file(c, job.org_id, fid) if fid is not None else None
+        error = report.error(param) if report is not None else None
         if error is not None:
             return {"code": error.code, "message": error.message, "param": param}
     return None

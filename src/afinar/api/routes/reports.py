@@ -19,10 +19,11 @@ def file_report(
     file_id: str,
     model: str | None = None,
     method: str = "supervised",
+    moderation: bool = True,
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return c.reports.file_report(p.org_id, file_id, model=model, method=method)
+    return c.reports.file_report(p.org_id, file_id, model=model, method=method, moderation=moderation)
 
 
 @router.post("/afinar/estimates")
