@@ -34,7 +34,7 @@ from typing import Any
 
 from afinar.safety.evaluation import CANARY_REFUSAL, SafetyPrompt, canary_prompts
 from tests.support.data import write_jsonl
-from tests.support.tiny_model import CHATML_TEMPLATE, SPECIAL_TOKENS
+from tests.support.tiny_model import build_chatml_tokenizer, build_random_llama
 
 Row = dict[str, Any]
 
@@ -220,53 +220,7 @@ def _corpus(rows: list[Row]) -> list[str]:
 
 
 def build_tokenizer(directory: Path, rows: list[Row], vocab_size: int) -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(_corpus(rows) * 2, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-    )
-    fast.chat_template = CHATML_TEMPLATE
-    fast.save_pretrained(directory)
-    return fast
-
-
-def build_random_llama(directory: Path, tokenizer: Any, *, hidden: int, layers: int, seed: int = 0) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-    )
-    model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = config.eos_token_id
-    model.generation_config.pad_token_id = config.pad_token_id
-    model.save_pretrained(directory, safe_serialization=True)
-    return directory
+    return build_chatml_tokenizer(directory, _corpus(rows) * 2, vocab_size)
 
 
 def build_aligned_base(

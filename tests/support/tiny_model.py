@@ -7,6 +7,7 @@ training or serving it takes milliseconds.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -31,11 +32,10 @@ _CORPUS = [
 ]
 
 
-def build_tiny_model(directory: Path, *, vocab_size: int = 400, hidden: int = 64, layers: int = 2) -> Path:
-    """Write a tokenizer and a random Llama (safetensors) into ``directory``; return it."""
-    import torch
+def build_chatml_tokenizer(directory: Path, corpus: list[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer trained on ``corpus``, with ChatML special tokens and template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     directory.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE())
@@ -46,7 +46,7 @@ def build_tiny_model(directory: Path, *, vocab_size: int = 400, hidden: int = 64
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(corpus, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<|im_start|>",
@@ -56,10 +56,17 @@ def build_tiny_model(directory: Path, *, vocab_size: int = 400, hidden: int = 64
     )
     fast.chat_template = CHATML_TEMPLATE
     fast.save_pretrained(directory)
+    return fast
 
-    torch.manual_seed(0)
+
+def build_random_llama(directory: Path, tokenizer: Any, *, hidden: int, layers: int, seed: int = 0) -> Path:
+    """A randomly initialised Llama (safetensors) sized for ``tokenizer``, written into ``directory``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(fast),
+        vocab_size=len(tokenizer),
         hidden_size=hidden,
         intermediate_size=hidden * 2,
         num_hidden_layers=layers,
@@ -67,15 +74,21 @@ def build_tiny_model(directory: Path, *, vocab_size: int = 400, hidden: int = 64
         num_key_value_heads=2,
         max_position_embeddings=512,
         tie_word_embeddings=True,
-        bos_token_id=fast.convert_tokens_to_ids("<|im_start|>"),
-        eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=fast.convert_tokens_to_ids("<|endoftext|>"),
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
     )
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
     model.save_pretrained(directory, safe_serialization=True)
     return directory
+
+
+def build_tiny_model(directory: Path, *, vocab_size: int = 400, hidden: int = 64, layers: int = 2) -> Path:
+    """Write a tokenizer and a random Llama (safetensors) into ``directory``; return it."""
+    tokenizer = build_chatml_tokenizer(directory, _CORPUS * 4, vocab_size)
+    return build_random_llama(directory, tokenizer, hidden=hidden, layers=layers, seed=0)
 
 
 def write_catalog(path: Path, model_dir: Path, model_id: str = "tiny-llama") -> Path:
