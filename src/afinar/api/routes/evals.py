@@ -107,17 +107,10 @@ def retrieve_run(
 
 
 @router.post("/evals/{eval_id}/runs/{run_id}/cancel")
+@router.post("/evals/{eval_id}/runs/{run_id}")  # older SDKs cancel with a POST on the run itself
 def cancel_run(
     eval_id: str, run_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return run_object(_svc(c).cancel_run(p.org_id, eval_id, run_id))
-
-
-@router.post("/evals/{eval_id}/runs/{run_id}")
-def cancel_run_legacy(
-    eval_id: str, run_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
-) -> dict[str, Any]:
-    """Older SDKs cancel with a POST on the run itself."""
     return run_object(_svc(c).cancel_run(p.org_id, eval_id, run_id))
 
 
