@@ -68,8 +68,10 @@ def serve(
     c = _container(settings)
     generated = bootstrap(c.db, settings.default_org_name, settings.bootstrap_api_key)
     if generated:
-        console.print(f"[bold green]Created organisation '{settings.default_org_name}'.[/] Its API key "
-                      f"(shown once, keep it):\n  [bold]{generated}[/]")
+        console.print(
+            f"[bold green]Created organisation '{settings.default_org_name}'.[/] Its API key "
+            f"(shown once, keep it):\n  [bold]{generated}[/]"
+        )
     console.print(f"Afinar on http://{host}:{port}/v1  (data in {settings.data_dir.resolve()})")
     if settings.warm_models:
         threading.Thread(target=_warm_default_model, args=(c,), daemon=True).start()

@@ -274,15 +274,26 @@ class JobRunner:
                 self._on_done(ev)
                 return
             elif kind == "error":
-                self.fail({"code": "training_error", "message": f"Training failed: {ev.get('message')}",
-                           "param": None})
+                self.fail(
+                    {
+                        "code": "training_error",
+                        "message": f"Training failed: {ev.get('message')}",
+                        "param": None,
+                    }
+                )
                 return
         code = child.wait()
         if self.lost.is_set():
             raise LeaseLost("lease lost while training")
         tail = child.stderr_tail(self.job_dir / "child.log")
-        self.fail({"code": "training_error", "message": f"The training process exited with status {code}.",
-                   "param": None}, event=f"The training process exited with status {code}: {tail[-300:]}")
+        self.fail(
+            {
+                "code": "training_error",
+                "message": f"The training process exited with status {code}.",
+                "param": None,
+            },
+            event=f"The training process exited with status {code}: {tail[-300:]}",
+        )
 
     def _on_started(self, ev: dict[str, Any]) -> None:
         self._steps_per_epoch = max(1, int(ev["steps_per_epoch"]))

@@ -10,7 +10,6 @@ from afinar.store.tables import ApiKey, AuditLog, OrgUser, Project, ProjectMembe
 __all__ = ["listing"]  # the admin routes build their pages with it
 
 
-
 def deleted(object_: str, id_: str) -> dict[str, Any]:
     return {"object": object_, "id": id_, "deleted": True}
 
