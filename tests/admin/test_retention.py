@@ -18,6 +18,7 @@ from afinar.services import retention
 from afinar.store.tables import AuditLog, File
 from afinar.worker.loop import Worker
 from tests.conftest import TINY
+from tests.evals.conftest import EXACT_MATCH, make_eval
 from tests.support.data import chat_file
 
 DAY = 86400
@@ -166,19 +167,7 @@ def test_a_queued_eval_run_keeps_its_data_file(client: openai.OpenAI, container:
     lines = [{"item": {"q": str(i)}, "sample": {"output_text": "a"}} for i in range(2)]
     data = "\n".join(json.dumps(x) for x in lines).encode()
     fid = client.files.create(file=("items.jsonl", data), purpose="evals").id
-    ev = client.evals.create(
-        name="e",
-        data_source_config={"type": "custom", "item_schema": {"type": "object"}},
-        testing_criteria=[  # type: ignore[list-item]
-            {
-                "type": "string_check",
-                "name": "eq",
-                "input": "{{sample.output_text}}",
-                "reference": "a",
-                "operation": "eq",
-            }
-        ],
-    )
+    ev = make_eval(client, [{**EXACT_MATCH, "reference": "a"}], name="e", item_schema={"type": "object"})
     source = {"type": "jsonl", "source": {"type": "file_id", "id": fid}}
     run = client.evals.runs.create(ev.id, data_source=source)  # type: ignore[arg-type]
     assert run.status == "queued"

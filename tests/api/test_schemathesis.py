@@ -34,6 +34,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.api.test_jobs import run_worker
 from tests.conftest import TINY
+from tests.evals.conftest import EXACT_MATCH, make_eval
 from tests.support.data import chat_file
 
 AUTH = {"authorization": "Bearer sk-test-key"}
@@ -68,19 +69,7 @@ def known(client: openai.OpenAI, container: Any, tmp_path: Path) -> dict[str, st
 
     fid = client.files.create(file=chat_file(tmp_path / "t.jsonl", 10).open("rb"), purpose="fine-tune").id
     job = client.fine_tuning.jobs.create(model=TINY, training_file=fid, hyperparameters={"n_epochs": 1})
-    ev = client.evals.create(
-        name="e",
-        data_source_config={"type": "custom", "item_schema": {"type": "object"}},
-        testing_criteria=[  # type: ignore[list-item]
-            {
-                "type": "string_check",
-                "name": "eq",
-                "input": "{{sample.output_text}}",
-                "reference": "a",
-                "operation": "eq",
-            }
-        ],
-    )
+    ev = make_eval(client, [{**EXACT_MATCH, "reference": "a"}], name="e", item_schema={"type": "object"})
     source = {"type": "file_content", "content": [{"item": {"q": "x"}, "sample": {"output_text": "a"}}]}
     run = client.evals.runs.create(ev.id, data_source={"type": "jsonl", "source": source})  # type: ignore[arg-type,typeddict-item]
     run_worker(container)

@@ -18,16 +18,10 @@ import pytest
 
 from tests.browser.test_dashboard_pages import sign_in
 from tests.conftest import TINY
-from tests.evals.conftest import jsonl_source, make_eval, run_worker
+from tests.evals.conftest import EXACT_MATCH, jsonl_source, make_eval, run_worker
 from tests.support.data import chat_file
 
-EXACT = {
-    "type": "string_check",
-    "name": "exact",
-    "input": "{{sample.output_text}}",
-    "reference": "{{item.answer}}",
-    "operation": "eq",
-}
+EXACT = EXACT_MATCH
 POLITE = {**EXACT, "name": "polite", "operation": "ilike", "reference": "THANKS"}
 ITEMS = [
     {"question": "Deck width for street?", "answer": "Eight inches, thanks"},

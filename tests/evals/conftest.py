@@ -71,6 +71,16 @@ class ScriptedEngine:
         return collect([e async for e in self.stream(request)], request.params.n)
 
 
+# The simplest criterion: the sample's text equals the item's answer.
+EXACT_MATCH = {
+    "type": "string_check",
+    "name": "exact",
+    "input": "{{sample.output_text}}",
+    "reference": "{{item.answer}}",
+    "operation": "eq",
+}
+
+
 def make_eval(client: openai.OpenAI, criteria: list[dict[str, Any]], **kw: Any) -> Any:
     return client.evals.create(
         name=kw.pop("name", "shop eval"),

@@ -10,15 +10,9 @@ import openai
 import pytest
 
 from tests.conftest import TINY
-from tests.evals.conftest import ScriptedEngine, jsonl_source, make_eval, run_worker
+from tests.evals.conftest import EXACT_MATCH, ScriptedEngine, jsonl_source, make_eval, run_worker
 
-EQ = {
-    "type": "string_check",
-    "name": "exact",
-    "input": "{{sample.output_text}}",
-    "reference": "{{item.answer}}",
-    "operation": "eq",
-}
+EQ = EXACT_MATCH
 
 
 def test_eval_crud_and_lists(client: openai.OpenAI, container: Any) -> None:

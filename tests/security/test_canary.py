@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from afinar.errors import ServerError
 from tests.api.test_jobs import run_worker
 from tests.conftest import TINY
+from tests.evals.conftest import EXACT_MATCH, make_eval
 from tests.support.data import chat_example, write_jsonl
 
 
@@ -138,19 +139,7 @@ def test_canary_never_in_plaintext_and_gone_after_org_deletion(
 
 def test_inline_eval_items_never_in_plaintext(client: openai.OpenAI, container: Any, settings: Any) -> None:
     canary = uuid.uuid4().hex
-    ev = client.evals.create(
-        name="canary eval",
-        data_source_config={"type": "custom", "item_schema": {"type": "object"}},
-        testing_criteria=[
-            {
-                "type": "string_check",
-                "name": "eq",
-                "input": "{{sample.output_text}}",
-                "reference": "{{item.answer}}",
-                "operation": "eq",
-            }
-        ],
-    )
+    ev = make_eval(client, [EXACT_MATCH], name="canary eval", item_schema={"type": "object"})
     content = [{"item": {"answer": f"code {canary}"}, "sample": {"output_text": f"code {canary}"}}]
     source: Any = {"type": "jsonl", "source": {"type": "file_content", "content": content}}
     run = client.evals.runs.create(ev.id, data_source=source)
