@@ -37,8 +37,8 @@ class ReportsService:
         model = model or self.c.settings.default_model
         self.c.files.get(org_id, file_id)  # an unknown id answers 404 before any tokenizer loads
         tokenizer, context = self._tokenizer(model)
-        with self.c.files.materialize(org_id, file_id) as path:
-            report = validate_file(path, method=method, tokenizer=tokenizer, context_length=context)  # type: ignore[arg-type]
+        with self.c.files.open(org_id, file_id) as lines:  # decrypted as read
+            report = validate_file(lines, method=method, tokenizer=tokenizer, context_length=context)  # type: ignore[arg-type]
         failure = job_failure(report, param="training_file", file_id=file_id)
         job_error: dict[str, Any] | None = {"code": failure[0], "message": failure[1]} if failure else None
         # The data screen a job runs before training, as a pre-check (None when off or not asked).
@@ -59,8 +59,8 @@ class ReportsService:
         req = self.c.jobs.check_request(org_id, body)
         method = req.method.get("type", "supervised")
         tokenizer, context = self._tokenizer(req.model)
-        with self.c.files.materialize(org_id, req.training_file) as path:
-            report = validate_file(path, method=method, tokenizer=tokenizer, context_length=context)
+        with self.c.files.open(org_id, req.training_file) as lines:  # decrypted as read
+            report = validate_file(lines, method=method, tokenizer=tokenizer, context_length=context)
         failure = job_failure(report, param="training_file", file_id=req.training_file)
         out: dict[str, Any] = {
             "object": "afinar.estimate",

@@ -45,9 +45,9 @@ def validate_job_files(c: Container, job: Job) -> Validated:
             return Validated(
                 None, {"code": "invalid_file", "message": f"File {fid} no longer exists.", "param": param}
             )
-        with c.files.materialize(job.org_id, fid) as path:  # private plaintext, removed right after
+        with c.files.open(job.org_id, fid) as lines:  # decrypted as read, nothing written to disk
             report = validate_file(
-                path, method=method, tokenizer=tokenizer, context_length=entry.context_length
+                lines, method=method, tokenizer=tokenizer, context_length=entry.context_length
             )
         failure = report_failure(report, param=param, file_id=fid)
         if failure is not None:
