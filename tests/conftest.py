@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,34 @@ def client(http, settings):  # type: ignore[no-untyped-def]
     return openai.OpenAI(
         base_url="http://testserver/v1", api_key=settings.bootstrap_api_key, http_client=http, max_retries=0
     )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--wall-clock",
+        metavar="ISO-8601",
+        default=None,
+        help="Run with the process's wall clock set to this instant, ticking on from there "
+        "(e.g. 2026-12-31T23:59:50Z): proves the tests hold whatever the calendar says.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    when = config.getoption("--wall-clock")
+    if when:
+        import time_machine
+
+        start = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        if start.tzinfo is None:
+            raise pytest.UsageError("--wall-clock needs a time zone, e.g. 2026-12-31T23:59:50Z")
+        traveller = time_machine.travel(start, tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    when = config.getoption("--wall-clock")
+    return f"wall clock moved to {when} (ticking)" if when else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

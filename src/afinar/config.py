@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     poll_seconds: float = 1.0
     train_threads: int = 0  # 0: one per physical core
     checkpoint_every_steps: int = 0  # 0: only at epoch ends
+    # Worker lanes (docs/architecture.md): threads of each worker that train jobs at once (each runs
+    # one training child), and threads for short work (validating new jobs' files, eval runs) that
+    # never waits behind training. 0 turns a lane off on this worker (another one must run it).
+    worker_training_slots: int = Field(default=1, ge=0)
+    worker_short_slots: int = Field(default=2, ge=0)
 
     # Encryption at rest (docs/admin.md): the master key that wraps each organisation's data key,
     # base64 of 32 bytes, or a file holding it; neither: generated once into <data_dir>/master.key.
@@ -48,7 +53,8 @@ class Settings(BaseSettings):
 
     # Files
     max_upload_bytes: int = 512 * 1024 * 1024
-    results_csv_base64: bool = False
+    # The fine-tune-results CSV is served base64-encoded, as OpenAI serves it (false: plain CSV).
+    results_csv_base64: bool = True
     # Retention (docs/admin.md): files older than this many days become content-free tombstones, for
     # organisations that set none of their own (unset: keep forever); the worker sweeps this often.
     file_retention_days: int | None = Field(default=None, ge=1)

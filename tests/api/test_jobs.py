@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import openai
@@ -162,7 +163,8 @@ def test_full_run_in_process(client: openai.OpenAI, container, tmp_path: Path) -
     ckpts = client.fine_tuning.jobs.checkpoints.list(job.id).data
     assert [c.step_number for c in ckpts] == [12, 9, 6]
     assert ckpts[0].fine_tuned_model_checkpoint == f"{job.fine_tuned_model}:ckpt-step-12"
-    csv = client.files.content(job.result_files[0]).text.splitlines()
+    # Served base64-encoded, as OpenAI serves it (and as OpenAI's cookbook decodes it).
+    csv = base64.b64decode(client.files.content(job.result_files[0]).read()).decode().splitlines()
     assert csv[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"
     assert len(csv) == 13 and csv[-1].split(",")[3] != ""
     model_ids = {m.id for m in client.models.list()}

@@ -38,6 +38,18 @@ def test_create_follow_renders_progress_and_prints_the_model(finished: dict[str,
     assert model, result.stdout
 
 
+def test_results_prints_the_decoded_csv(cli: Cli, finished: dict[str, Any], tmp_path: Path) -> None:
+    """The server sends the results file base64-encoded, as OpenAI does; ``jobs results`` prints CSV."""
+    printed = cli("jobs", "results", finished["job_id"])
+    assert printed.exit_code == 0, printed.output
+    lines = printed.stdout.splitlines()
+    assert lines[0] == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4", "5"]
+    out = tmp_path / "results.csv"
+    written = cli("jobs", "results", finished["job_id"], "--output", str(out))
+    assert written.exit_code == 0 and out.read_text() == printed.stdout
+
+
 def test_list_and_show(cli: Cli, finished: dict[str, Any]) -> None:
     job_id = finished["job_id"]
     listed = cli.json("jobs", "list", "--limit", "50")

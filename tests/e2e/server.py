@@ -98,3 +98,30 @@ def training_processes(job_id: str) -> list[int]:
     """PIDs of training children working on this job (their spec path names the job)."""
     out = subprocess.run(["pgrep", "-f", f"afinar.training .*{job_id}"], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.05)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_listening(server: Server, timeout: float = 120) -> Server:
+    """Start ``afinar serve`` and return the moment its port accepts a connection (no health poll).
+
+    For tests of what happens to the very first requests of a fresh process.
+    """
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    with server.log.open("ab") as log:
+        server.proc = subprocess.Popen(
+            [sys.executable, "-m", "afinar", "serve"], env=server.env, stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{server.log.read_text()[-3000:]}")
+        if port_open(server.port):
+            return server
+        time.sleep(0.01)
+    server.stop()
+    raise RuntimeError(f"server did not start:\n{server.log.read_text()[-3000:]}")

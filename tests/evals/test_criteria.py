@@ -166,6 +166,88 @@ def test_judge_without_a_label_errors_the_item(client: openai.OpenAI, container:
     assert done.result_counts.errored == 1 and done.result_counts.passed == 0
     item = next(iter(client.evals.runs.output_items.list(run.id, eval_id=ev.id)))
     assert item.status == "error" and "answered no label" in item.results[0].model_extra["error"]
+    assert item.sample.error.code == "grader_error" and "answered no label" in item.sample.error.message
+
+
+def test_grader_errors_are_errored_and_left_out_of_the_averages(
+    client: openai.OpenAI, container: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A judge that answers no score, or a grader that raises, makes the item errored: counted under
+    ``result_counts.errored``, never as a failure or a score of 0 in the run's rates and means."""
+    answers = {"q1": "0.9", "q2": "0.1", "q3": "I would rather not say", "q4": "0.7"}
+    container._engine = ScriptedEngine(
+        lambda r: next(a for q, a in answers.items() if f"Question: {q} " in r.messages[-1]["content"])
+    )
+    real_score = similarity.score
+
+    def flaky_score(metric: str, a: str, b: str) -> float:
+        if a == "boom":
+            raise RuntimeError("the metric blew up")
+        return real_score(metric, a, b)
+
+    monkeypatch.setattr(similarity, "score", flaky_score)
+    judge_input = [{"role": "user", "content": "Question: {{item.question}} Answer: {{sample.output_text}}"}]
+    criteria = [
+        {
+            "type": "score_model",
+            "name": "judge",
+            "model": TINY,
+            "input": judge_input,
+            "range": [0, 1],
+            "pass_threshold": 0.5,
+        },
+        {
+            "type": "text_similarity",
+            "name": "similar",
+            "input": "{{sample.output_text}}",
+            "reference": "{{item.answer}}",
+            "evaluation_metric": "fuzzy_match",
+            "pass_threshold": 0.5,
+        },
+    ]
+    ev = make_eval(client, criteria)
+    rows = [
+        ({"question": "q1", "answer": "Deck"}, "Deck"),  # pass, pass: passed
+        ({"question": "q2", "answer": "Deck"}, "wheels"),  # fail, fail: failed
+        ({"question": "q3", "answer": "Deck"}, "Deck"),  # judge answers no score: errored
+        ({"question": "q4", "answer": "Deck"}, "boom"),  # the similarity grader raises: errored
+    ]
+    run = client.evals.runs.create(ev.id, data_source=jsonl_source(rows))  # type: ignore[arg-type]
+    run_worker(container)
+    done = client.evals.runs.retrieve(run.id, eval_id=ev.id)
+    assert done.status == "completed", done.error
+    counts = done.result_counts
+    assert counts.model_dump() == {"total": 4, "passed": 1, "failed": 1, "errored": 2}
+    assert counts.passed + counts.failed + counts.errored == counts.total
+    per = {r.testing_criteria: r for r in done.per_testing_criteria_results}
+    assert (per["judge"].passed, per["judge"].failed, per["judge"].model_extra["errored"]) == (2, 1, 1)
+    assert (per["similar"].passed, per["similar"].failed, per["similar"].model_extra["errored"]) == (2, 1, 1)
+    # Means over the graded results only: (0.9 + 0.1 + 0.7) / 3, not / 4 with a 0 for the errored one.
+    assert per["judge"].model_extra["mean_score"] == pytest.approx((0.9 + 0.1 + 0.7) / 3, abs=1e-6)
+
+    items = {i.datasource_item_id: i for i in client.evals.runs.output_items.list(run.id, eval_id=ev.id)}
+    assert [items[k].status for k in range(4)] == ["pass", "fail", "error", "error"]
+    no_score = items[2]
+    judged = next(r for r in no_score.results if r.name == "judge")
+    assert judged.passed is False and judged.model_extra["errored"] is True
+    assert "answered no score" in judged.model_extra["error"]
+    assert next(r for r in no_score.results if r.name == "similar").passed  # the other grader still ran
+    assert no_score.sample.error.code == "grader_error"
+    assert "judge: " in no_score.sample.error.message and "answered no score" in no_score.sample.error.message
+    raised = next(r for r in items[3].results if r.name == "similar")
+    assert raised.model_extra["errored"] and "the metric blew up" in raised.model_extra["error"]
+    assert items[3].sample.error.code == "grader_error" and items[0].sample.error is None
+    failed = client.evals.runs.output_items.list(run.id, eval_id=ev.id, status="fail")
+    assert [i.datasource_item_id for i in failed] == [1]  # an errored item is not a failure
+
+    report = client.get(
+        f"/afinar/evals/{ev.id}/compare",
+        cast_to=dict,  # type: ignore[type-var]
+        options={"params": {"base_run_id": run.id, "candidate_run_id": run.id}},
+    )
+    assert report["candidate_pass_rate"] == 0.5  # 1 passed of 2 graded; the 2 errored are left out
+    rates = {r["testing_criteria"]: r["candidate_pass_rate"] for r in report["per_testing_criteria"]}
+    assert rates == {"judge": pytest.approx(2 / 3), "similar": pytest.approx(2 / 3)}
 
 
 CORRECT = "SELECT name FROM products WHERE category = 'deck'"

@@ -38,9 +38,9 @@ def test_run_row_rates_and_an_unstarted_run() -> None:
     )
     row = run_row(run)
     assert row.running and (row.completed, row.total) == (2, 4)
-    assert row.pass_rate == 0.25  # over all items, like the API's pass rate
+    assert row.pass_rate == 1.0  # over the graded items, like the API's: the errored one is left out
     assert [(c.name, c.rate, c.passed, c.graded) for c in row.criteria] == [
-        ("exact", 0.5, 1, 2),
+        ("exact", 1.0, 1, 2),
         ("late", None, 0, 0),  # nothing graded yet: no rate, not 0%
     ]
     run.result_counts = {"total": 4, "passed": 0, "failed": 0, "errored": 0}

@@ -36,19 +36,21 @@ def test_events_and_token_counts(make_spec: SpecFactory, valid_file: Path) -> No
     evaluated = [s["step"] for s in steps if s["valid_loss"] is not None]
     assert evaluated == [3, 4, 6, 8, 9]
     assert all(0.0 <= s["valid_accuracy"] <= 1.0 for s in steps if s["valid_loss"] is not None)
+    # The full validation loss (every validation example) comes with the last step only.
+    assert [s["step"] for s in steps if s["full_valid_loss"] is not None] == [9]
+    last = steps[-1]
+    assert 0.0 <= last["full_valid_accuracy"] <= 1.0 and last["full_valid_loss"] > 0.0
 
     ckpts = rec.of("checkpoint")
     assert [(c["step"], c["epoch"]) for c in ckpts] == [(3, 1), (6, 2), (9, 3)]
+    keys = {"step", "train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy"}
+    full_keys = {"full_valid_loss", "full_valid_mean_token_accuracy"}
     for c in ckpts:
         assert Path(c["path"]) == Path(spec.output_dir) / "checkpoints" / f"step-{c['step']}"
-        assert set(c["metrics"]) == {
-            "step",
-            "train_loss",
-            "train_mean_token_accuracy",
-            "valid_loss",
-            "valid_mean_token_accuracy",
-        }
+        assert set(c["metrics"]) == (keys | full_keys if c["step"] == 9 else keys)
         assert c["metrics"]["valid_loss"] is not None
+    assert ckpts[-1]["metrics"]["full_valid_loss"] == last["full_valid_loss"]
+    assert ckpts[-1]["metrics"]["full_valid_mean_token_accuracy"] == last["full_valid_accuracy"]
     done = rec.events[-1]
     assert done == {
         "event": "done",
@@ -67,6 +69,8 @@ def test_auto_eval_interval_and_no_valid_file(make_spec: SpecFactory, valid_file
     rec = Recorder()
     run_training(make_spec(n_epochs=1), rec)
     assert all(s["valid_loss"] is None and s["valid_accuracy"] is None for s in rec.of("step"))
+    assert all(s["full_valid_loss"] is None for s in rec.of("step"))
+    assert "full_valid_loss" not in rec.of("checkpoint")[-1]["metrics"]
 
 
 def test_reproducible(make_spec: SpecFactory, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from afinar import __version__
 from afinar.api import errors
+from afinar.api.deps import WARNING_HEADER
 from afinar.api.routes import (
     admin,
     chat,
@@ -33,8 +34,11 @@ def create_app(container: Container) -> FastAPI:
 
     @app.middleware("http")
     async def _request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request.state.warnings = []  # api/deps.warn: what the request is told it did not get
         response = await call_next(request)
         response.headers.setdefault("x-request-id", "req_" + uuid.uuid4().hex)
+        for message in request.state.warnings:
+            response.headers.append(WARNING_HEADER, message)
         return response
 
     app.include_router(health.router)

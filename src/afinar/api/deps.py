@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from afinar.api import ratelimit
 from afinar.services import admin, audit
 from afinar.services.container import Container
-from afinar.services.orgs import Principal, authenticate
+from afinar.services.orgs import ORGANIZATION_HEADER, Principal, authenticate
+
+log = logging.getLogger("afinar.api")
+
+# A response header (one value per warning) for what the server did differently from what the
+# request asked, without failing it: e.g. an OpenAI-Organization header it ignored (docs/api.md).
+WARNING_HEADER = "Afinar-Warning"
+_PRINTABLE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_LOGGED_MAX = 4096  # distinct (key, header, value) warnings logged per process before starting over
 
 
 def get_container(request: Request) -> Container:
@@ -34,9 +45,46 @@ async def get_principal(request: Request) -> Principal:
         organization=request.headers.get("openai-organization") or None,
         project=request.headers.get("openai-project") or None,
     )
+    for name in p.ignored_headers:
+        _ignored_header(request, p, name)
     ratelimit.check(request.app, p.key_id, c.settings.rate_limit_per_minute)
     admin.authorize(p, request.method, request.url.path)
     audit.bind(p)
     if not admin.is_admin_path(request.url.path):
         admin.bind_scope(p)
     return p
+
+
+def warn(request: Request, message: str) -> None:
+    """Send ``message`` back in an ``Afinar-Warning`` response header (see ``api/app.py``)."""
+    pending: list[str] | None = getattr(request.state, "warnings", None)
+    if pending is None:
+        pending = request.state.warnings = []
+    pending.append(message)
+
+
+def _ignored_header(request: Request, p: Principal, name: str) -> None:
+    """Tell the caller, and the operator's log (once per key and value), about an ignored header."""
+    value = request.headers.get(name, "")
+    shown = f" '{value}'" if _PRINTABLE.fullmatch(value) else ""
+    if name == ORGANIZATION_HEADER:
+        message = (
+            f"{name} header{shown} names no organization on this server and was ignored; "
+            f"the API key's organization {p.org_id} was used."
+        )
+    else:
+        message = (
+            f"{name} header{shown} names no project on this server and was ignored; "
+            f"the API key's project {p.project_id} was used."
+        )
+    warn(request, message)
+    logged: set[tuple[str, str, str]] | None = getattr(request.app.state, "ignored_headers_logged", None)
+    if logged is None:  # runs on the event loop: no lock needed
+        logged = request.app.state.ignored_headers_logged = set()
+    if (p.key_id, name, value) not in logged:
+        if len(logged) >= _LOGGED_MAX:
+            logged.clear()
+        logged.add((p.key_id, name, value))
+        log.warning(
+            "key %s sent an %s header naming nothing on this server (%r); ignored", p.key_id, name, value
+        )

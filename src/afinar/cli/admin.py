@@ -227,14 +227,12 @@ def keys_create(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Create an API key and print it once."""
-    import time
-
     from afinar.services.admin import AdminService
 
     with _container() as c:
         org_id = _org_id(c, org)
         a = AdminService(c)
-        expires_at = int(time.time()) + expires_in if expires_in else None
+        expires_at = int(c.clock()) + expires_in if expires_in else None
         if admin:
             made = _run(
                 lambda: a.create_key(org_id, kind="admin", name=name, role="owner", expires_at=expires_at)

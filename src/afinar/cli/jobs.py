@@ -1,4 +1,4 @@
-"""``afinar jobs``: create, list, show, cancel, pause, resume and follow fine-tuning jobs."""
+"""``afinar jobs``: create, list, show, cancel, pause, resume and follow fine-tuning jobs; results."""
 
 from __future__ import annotations
 
@@ -198,6 +198,32 @@ def show(
                 [(when(e.created_at), e.level, e.message) for e in recent],
                 title="Recent events",
             )
+
+
+@app.command()
+def results(
+    job_id: str = JOB_ARG,
+    output: Path = typer.Option(
+        None, "--output", "-o", dir_okay=False, help="Write the CSV to this file, not standard output."
+    ),
+) -> None:
+    """Print a succeeded job's step metrics: its ``fine-tune-results`` CSV, as plain CSV.
+
+    The server sends the file base64-encoded, as OpenAI does (unless AFINAR_RESULTS_CSV_BASE64=false);
+    either way this prints the decoded CSV.
+    """
+    from afinar.worker.results import plain_csv
+
+    client = make_client()
+    job = client.fine_tuning.jobs.retrieve(job_id)
+    if not job.result_files:
+        fail("no_results", f"the job {job_id} has no results file yet (it is {job.status})")
+    data = plain_csv(client.files.content(job.result_files[0]).read())
+    if output is None:
+        typer.echo(data.decode(), nl=False)
+        return
+    output.write_bytes(data)
+    note(f"Wrote {output}")
 
 
 def _control(action: str, job_id: str, json_out: bool) -> None:

@@ -58,6 +58,7 @@ def serve(
     import uvicorn
 
     from afinar.api.app import create_app
+    from afinar.catalog.ml_stack import import_ml_stack
     from afinar.services.orgs import bootstrap
     from afinar.worker.loop import Worker
 
@@ -72,6 +73,10 @@ def serve(
             f"[bold green]Created organisation '{settings.default_org_name}'.[/] Its API key "
             f"(shown once, keep it):\n  [bold]{generated}[/]"
         )
+    # Before any request or job can run: two first requests importing transformers on two threads
+    # at once fail (catalog/ml_stack.py). Costs the port a few seconds; the first request saves them.
+    console.print("Importing torch, transformers and peft…")
+    import_ml_stack()
     console.print(f"Afinar on http://{host}:{port}/v1  (data in {settings.data_dir.resolve()})")
     if settings.warm_models:
         threading.Thread(target=_warm_default_model, args=(c,), daemon=True).start()
@@ -88,6 +93,9 @@ def serve(
 
 def _warm_default_model(c: Container) -> None:
     """Convert the bundled model in the background so the first job or chat does not wait for it."""
+    from afinar.catalog.ml_stack import import_ml_stack
+
+    import_ml_stack()  # done by ``serve`` already; never import the stack from two threads at once
     for model_id in c.catalog.ids():
         entry = c.catalog.get(model_id)
         if entry is not None and entry.source == "bundled":
@@ -99,12 +107,16 @@ def _warm_default_model(c: Container) -> None:
 
 @app.command("worker")
 def worker_cmd() -> None:
-    """Run a worker alone (scale-out: many workers share one database)."""
+    """Run a worker alone (scale-out: many workers share one database); it runs every lane."""
     from afinar.worker.loop import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     c = _container(Settings())
-    console.print("Afinar worker started; Ctrl-C to stop.")
+    s = c.settings
+    console.print(
+        f"Afinar worker started: {s.worker_training_slots} training and {s.worker_short_slots} "
+        "short-work (validation, eval run) threads; Ctrl-C to stop."
+    )
     try:
         Worker(c).run_forever()
     except KeyboardInterrupt:

@@ -60,7 +60,8 @@ def container(request: Request) -> Container:
 def sessions(request: Request) -> SessionStore:
     store: SessionStore | None = getattr(request.app.state, "dashboard_sessions", None)
     if store is None:
-        store = SessionStore(load_secret(container(request).settings.data_dir))
+        c = container(request)
+        store = SessionStore(load_secret(c.settings.data_dir), c.db.now)  # follows a swapped clock
         request.app.state.dashboard_sessions = store
     return store
 

@@ -14,9 +14,10 @@ import hmac
 import os
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from afinar.clock import Clock, system_clock
 
 COOKIE = "afinar_session"
 SIGNIN_COOKIE = "afinar_signin"  # a nonce binding the sign-in form to this browser (login CSRF)
@@ -50,8 +51,9 @@ def load_secret(data_dir: Path) -> bytes:
 
 
 class SessionStore:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, clock: Clock = system_clock) -> None:
         self._secret = secret
+        self._clock = clock
         self._sessions: dict[str, DashboardSession] = {}
         self._lock = threading.Lock()
 
@@ -78,7 +80,7 @@ class SessionStore:
     # --- sessions ----------------------------------------------------------------------------
 
     def create(self, api_key: str) -> DashboardSession:
-        now = time.time()
+        now = self._clock()
         session = DashboardSession(
             id=secrets.token_urlsafe(32),
             api_key=api_key,
@@ -97,7 +99,7 @@ class SessionStore:
             return None
         with self._lock:
             session = self._sessions.get(sid)
-            if session is not None and session.expires_at <= time.time():
+            if session is not None and session.expires_at <= self._clock():
                 del self._sessions[sid]
                 session = None
         return session

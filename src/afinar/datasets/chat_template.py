@@ -9,10 +9,10 @@ assistant text, the Hermes convention; ``parse_tool_calls`` reads them back when
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-TOOL_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
+_DECODER = json.JSONDecoder()
 
 
 def content_text(content: Any) -> str:
@@ -87,19 +87,27 @@ def prepare_messages(
 
 
 def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
-    """Split generated text into (remaining content, tool calls in OpenAI's shape)."""
+    """Split generated text into (remaining content, tool calls in OpenAI's shape).
+
+    A call is ``<tool_call>`` + a JSON object with a ``name`` + ``</tool_call>`` (whitespace
+    around the object allowed). The object is read with a JSON decoder, not a pattern, so
+    arguments whose strings contain ``}`` or ``</tool_call>`` still parse; blocks that do not
+    parse stay in the content.
+    """
     calls: list[dict[str, Any]] = []
-    for i, match in enumerate(TOOL_CALL_RE.finditer(text)):
-        try:
-            obj = json.loads(match.group(1))
-        except ValueError:
+    kept: list[str] = []
+    at = 0
+    while (start := text.find(TOOL_CALL_OPEN, at)) >= 0:
+        found = _read_call(text, start + len(TOOL_CALL_OPEN))
+        if found is None:
+            kept.append(text[at : start + len(TOOL_CALL_OPEN)])
+            at = start + len(TOOL_CALL_OPEN)
             continue
-        if not isinstance(obj, dict) or "name" not in obj:
-            continue
+        obj, end = found
         args = obj.get("arguments", {})
         calls.append(
             {
-                "id": f"call_{i}",
+                "id": f"call_{len(calls)}",
                 "type": "function",
                 "function": {
                     "name": str(obj["name"]),
@@ -107,6 +115,28 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
                 },
             }
         )
+        kept.append(text[at:start])
+        at = end
     if not calls:
         return text, []
-    return TOOL_CALL_RE.sub("", text).strip(), calls
+    kept.append(text[at:])
+    return "".join(kept).strip(), calls
+
+
+def _read_call(text: str, at: int) -> tuple[dict[str, Any], int] | None:
+    """The call object after an opening ``<tool_call>`` and the index after its closing tag."""
+    at = _skip_space(text, at)
+    try:
+        obj, at = _DECODER.raw_decode(text, at)
+    except ValueError:
+        return None
+    at = _skip_space(text, at)
+    if not isinstance(obj, dict) or "name" not in obj or not text.startswith(TOOL_CALL_CLOSE, at):
+        return None
+    return obj, at + len(TOOL_CALL_CLOSE)
+
+
+def _skip_space(text: str, at: int) -> int:
+    while at < len(text) and text[at].isspace():
+        at += 1
+    return at

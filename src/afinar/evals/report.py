@@ -23,22 +23,31 @@ def result_counts(statuses: Iterable[str]) -> dict[str, int]:
 def per_criteria(
     criteria: Sequence[dict[str, Any]], items: Iterable[Sequence[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
-    """``[{"testing_criteria": name, "passed", "failed", "errored"}]`` in the eval's criteria order."""
+    """``[{"testing_criteria": name, "passed", "failed", "errored", "mean_score"}]`` in the eval's
+    criteria order. ``errored`` and ``mean_score`` are additive: a result whose grader could not decide
+    counts as errored only, never as a failure nor in the mean score (``None`` until one is graded)."""
     counts = {
         c["name"]: {"testing_criteria": c["name"], "passed": 0, "failed": 0, "errored": 0} for c in criteria
     }
+    sums: dict[str, float] = dict.fromkeys(counts, 0.0)
     for results in items:
         for r in results:
-            row = counts.get(r.get("name", ""))
+            name = r.get("name", "")
+            row = counts.get(name)
             if row is None:
                 continue
             if r.get("errored"):
                 row["errored"] += 1
-            elif r.get("passed"):
-                row["passed"] += 1
-            else:
-                row["failed"] += 1
-    return list(counts.values())
+                continue
+            row["passed" if r.get("passed") else "failed"] += 1
+            score = r.get("score")
+            if isinstance(score, int | float) and not isinstance(score, bool):
+                sums[name] += float(score)
+    out = []
+    for name, row in counts.items():
+        n = row["passed"] + row["failed"]
+        out.append({**row, "mean_score": round(sums[name] / n, 6) if n else None})
+    return out
 
 
 def add_usage(usage: list[dict[str, Any]], model: str, prompt: int, completion: int) -> list[dict[str, Any]]:
@@ -62,14 +71,20 @@ def add_usage(usage: list[dict[str, Any]], model: str, prompt: int, completion: 
     return out
 
 
-def pass_rate(counts: dict[str, int]) -> float:
-    """Items that passed every criterion, over all items (an errored item is not a pass)."""
-    return counts["passed"] / counts["total"] if counts.get("total") else 0.0
+def graded(counts: dict[str, Any]) -> int:
+    """Items (or one criterion's results) that were graded: passed or failed, not errored."""
+    return int(counts.get("passed", 0)) + int(counts.get("failed", 0))
+
+
+def pass_rate(counts: dict[str, Any]) -> float:
+    """Items that passed every criterion, over the graded items: errored items are left out."""
+    n = graded(counts)
+    return int(counts.get("passed", 0)) / n if n else 0.0
 
 
 def criterion_rate(row: dict[str, Any]) -> float:
-    total = row["passed"] + row["failed"] + row.get("errored", 0)
-    return row["passed"] / total if total else 0.0
+    """One criterion's passes over its graded results (errored results are left out)."""
+    return pass_rate(row)
 
 
 # --- comparison ---------------------------------------------------------------------------------
@@ -153,6 +168,7 @@ def _side(item: dict[str, Any] | None) -> dict[str, Any] | None:
                 "name": r.get("name"),
                 "passed": r.get("passed"),
                 "score": r.get("score"),
+                **({"errored": True} if r.get("errored") else {}),
                 **({"error": r["error"]} if r.get("error") else {}),
             }
             for r in item.get("results", [])

@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +132,23 @@ def _error(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
+GRADER_ERROR = "grader_error"
+
+
+def _errored_result(c: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The result of a grader that could not decide: ``errored``, never a pass, never counted as a
+    failure or in a mean score (``score`` is 0 only because OpenAI's shape requires a number)."""
+    return {
+        "name": c["name"],
+        "type": c["type"],
+        "score": 0.0,
+        "passed": False,
+        "sample": None,
+        "error": reason,
+        "errored": True,
+    }
+
+
 class RunExecutor:
     """Runs one leased eval run to its end (completed, failed), or until its lease is lost."""
 
@@ -176,14 +192,14 @@ class RunExecutor:
     def _start(self, s: Any, run: EvalRun) -> EvalRun:
         if run.status == repo.QUEUED:
             run.status = repo.IN_PROGRESS
-            run.started_at = int(time.time())
+            run.started_at = int(self.c.clock())
         return run
 
     def _fail(self, code: str, message: str) -> None:
         def _do(s: Any, run: EvalRun) -> None:
             run.status = repo.FAILED
             run.error = _error(code, message)
-            run.finished_at = int(time.time())
+            run.finished_at = int(self.c.clock())
             run.lease_owner = None
             run.lease_expires_at = None
 
@@ -330,49 +346,46 @@ class RunExecutor:
         grading: crit.Grading,
     ) -> dict[str, Any]:
         if sample.get("error") is not None:
-            return {"index": index, "item": row.item, "sample": sample, "results": [], "errored": True}
+            return {
+                "index": index,
+                "item": row.item,
+                "sample": sample,
+                "results": [],
+                "errored": True,
+                "generated": False,
+            }
         output = (sample.get("output") or [{}])[0].get("content")
         given = dict(row.sample or {})
         given["output_text"] = output if output is not None else given.get("output_text", "")
         ctx = tpl.context(row.item, given)
         results: list[dict[str, Any]] = []
-        errored = False
+        errors: list[str] = []
         for n, c in enumerate(criteria):
             try:
                 results.append(crit.grade(c, ctx, grading, f"{index}-g{n}").to_json())
+                continue
             except crit.GradeError as exc:
-                errored = True
-                results.append(
-                    {
-                        "name": c["name"],
-                        "type": c["type"],
-                        "score": 0.0,
-                        "passed": False,
-                        "sample": None,
-                        "error": str(exc),
-                        "errored": True,
-                    }
-                )
+                reason = str(exc)
             except Exception as exc:  # a grader bug must not lose the whole run
                 log.exception("grading item %s of %s with %s failed", index, run.id, c["name"])
-                errored = True
-                results.append(
-                    {
-                        "name": c["name"],
-                        "type": c["type"],
-                        "score": 0.0,
-                        "passed": False,
-                        "sample": None,
-                        "error": f"grader error: {exc}",
-                        "errored": True,
-                    }
-                )
-        return {"index": index, "item": row.item, "sample": sample, "results": results, "errored": errored}
+                reason = f"grader error: {exc}"
+            errors.append(f"{c['name']}: {reason}")
+            results.append(_errored_result(c, reason))
+        if errors:  # the item is errored (not failed); its sample says why, in OpenAI's error shape
+            sample = {**sample, "error": _error(GRADER_ERROR, "; ".join(errors))}
+        return {
+            "index": index,
+            "item": row.item,
+            "sample": sample,
+            "results": results,
+            "errored": bool(errors),
+            "generated": True,
+        }
 
     def _store(
         self, s: Any, run: EvalRun, graded: list[dict[str, Any]], criteria: list[dict[str, Any]]
     ) -> None:
-        now = int(time.time())
+        now = int(self.c.clock())
         usage = list(run.per_model_usage or [])
         done = repo.done_item_ids(s, run.id)
         for g in graded:
@@ -394,7 +407,7 @@ class RunExecutor:
                 )
             )
             u = g["sample"].get("usage") or {}
-            if run.data_source.get("type") == "completions" and g["sample"].get("error") is None:
+            if run.data_source.get("type") == "completions" and g.get("generated", True):
                 usage = report.add_usage(
                     usage, str(run.model), u.get("prompt_tokens", 0), u.get("completion_tokens", 0)
                 )
@@ -416,7 +429,7 @@ class RunExecutor:
     def _finish(self, s: Any, run: EvalRun, criteria: list[dict[str, Any]]) -> None:
         self._recount(s, run, criteria)
         run.status = repo.COMPLETED
-        run.finished_at = int(time.time())
+        run.finished_at = int(self.c.clock())
         run.lease_owner = None
         run.lease_expires_at = None
 

@@ -3,7 +3,9 @@
 The same assembler serves streaming (text arrives in pieces) and non-streaming (all at once), so
 both paths agree. With tool parsing on, text from the first ``<tool_call>`` on is held back; when
 the choice ends, :func:`~afinar.datasets.chat_template.parse_tool_calls` turns it into tool calls
-(finish reason ``tool_calls``), or it is released as plain content if it does not parse.
+(finish reason ``tool_calls``), or it is released as plain content if it does not parse. A
+reply cut by ``max_tokens`` keeps ``finish_reason: "length"``: its complete calls are still
+returned, and an unfinished one stays in the content.
 """
 
 from __future__ import annotations
@@ -100,11 +102,11 @@ class ChoiceAssembler:
             out.append(
                 ChoiceDelta(self.index, function_call={"name": fn["name"], "arguments": fn["arguments"]})
             )
-            reason = "function_call"
+            reason = reason if reason == "length" else "function_call"
         elif calls:
             for k, call in enumerate(calls):
                 out.append(ChoiceDelta(self.index, tool_calls=[{**call, "index": k, "id": new_id("call_")}]))
-            reason = "tool_calls"
+            reason = reason if reason == "length" else "tool_calls"
         if self._logprobs:
             out.append(self._content(""))
         out.append(ChoiceDelta(self.index, finish_reason=reason))

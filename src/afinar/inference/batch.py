@@ -4,7 +4,8 @@ Each request is prefilled alone (its prompt once, the cache repeated for ``n`` c
 joins the running batch: the two caches are left-padded to the same length and concatenated, and
 the attention mask hides the padding. Every step feeds one token per row; finished rows leave the
 batch (``batch_select_indices``) and all-padding columns are trimmed. Rows of different adapters
-run in one forward through peft's mixed-batch ``adapter_names=``.
+run in one forward through peft's mixed-batch ``adapter_names=``. A row whose request carries a
+constraint has a :class:`~afinar.inference.guide.Guide` that masks its logits at every step.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import inspect
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,9 @@ from afinar.inference.loader import LoadedAdapter, LoadedBase, Vocab
 from afinar.inference.sampling import Sampler, make_generator
 from afinar.inference.text import TextStream
 from afinar.inference.types import Delta, Event, Finished, GenerationRequest, Started, TokenLogprob
+
+if TYPE_CHECKING:
+    from afinar.inference.guide import Guide
 
 
 @dataclass(eq=False)
@@ -51,6 +55,7 @@ class Row:
     generated: int = 0
     pending: list[TokenLogprob] = field(default_factory=list)
     finished: bool = False
+    guide: Guide | None = None  # the grammar state, for a constrained request
 
 
 def _cache_kwarg(model: Any) -> str:
@@ -139,8 +144,13 @@ class Batch:
 
     # --- admission -----------------------------------------------------------------------
 
-    def prefill(self, job: Job, prompt_ids: list[int], vocab: Vocab, max_new: int) -> list[Event]:
-        """Run the job's prompt, sample each choice's first token and add its rows to the batch."""
+    def prefill(
+        self, job: Job, prompt_ids: list[int], vocab: Vocab, max_new: int, guide: Guide | None = None
+    ) -> list[Event]:
+        """Run the job's prompt, sample each choice's first token and add its rows to the batch.
+
+        ``guide`` (a constrained request) is copied for each choice.
+        """
         request = job.request
         params = request.params
         name = job.adapter.name if job.adapter is not None else None
@@ -162,10 +172,11 @@ class Batch:
                 index=i,
                 adapter_name=name,
                 sampler=Sampler(params, generator, vocab.texts),
-                text=TextStream(vocab.tokenizer, params.stop, request.response_prefix),
+                text=TextStream(vocab.tokenizer, () if guide else params.stop, request.response_prefix),
                 eos_ids=vocab.eos_ids,
                 max_new=max_new,
                 position=length,
+                guide=guide.copy() if guide is not None else None,
             )
             for i in range(n)
         ]
@@ -210,7 +221,13 @@ class Batch:
         return events
 
     def _consume(self, row: Row, logits: torch.Tensor) -> list[Event]:
-        token, logprob = row.sampler.choose(logits)
+        allowed = None
+        if row.guide is not None:
+            allowed = row.guide.allowed(logits.shape[-1])
+            if not bool(allowed.any()):  # the matcher failed (a bug): end the choice here
+                return self._finish(row, "stop", row.text.flush())
+            allowed = allowed.to(logits.device)
+        token, logprob = row.sampler.choose(logits, allowed)
         row.generated += 1
         row.last_token = token
         if token in row.eos_ids:
@@ -220,6 +237,9 @@ class Batch:
         text = row.text.push(token)
         if row.text.stopped:
             return self._finish(row, "stop", text)
+        if row.guide is not None and (not row.guide.advance(token) or row.guide.done):
+            # The grammar is complete: end of turn, as if EOS had been forced (never generated).
+            return self._finish(row, "stop", text + row.text.flush())
         if row.generated >= row.max_new:
             return self._finish(row, "length", text + row.text.flush())
         if not text:

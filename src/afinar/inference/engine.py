@@ -4,7 +4,10 @@ Requests are queued (``max_queued_requests`` waiting at most, else ``RateLimited
 one worker thread, so the asyncio event loop never runs model code. The worker keeps one running
 :class:`~afinar.inference.batch.Batch` per base model: waiting requests of the same base (any
 adapter) join it between decode steps, up to ``max_batch_size`` rows. Requests for another base
-wait until the running batch drains.
+wait until the running batch drains. A request with a ``constraint`` (forced tool calls, JSON
+schemas) gets one grammar matcher per choice, built when it is admitted (an uncompilable grammar
+is refused with ``InvalidRequest`` before ``Started``); its rows are masked at every step and end
+when their grammar is complete. Rows without one pay nothing for it.
 
 API, for the route layer (``services/chat.py``):
 
@@ -26,7 +29,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from afinar.errors import AfinarError, InvalidRequest, RateLimited, ServerError
 from afinar.inference.batch import Batch, Job
@@ -41,6 +44,9 @@ from afinar.inference.types import (
     GenerationResult,
     Started,
 )
+
+if TYPE_CHECKING:
+    from afinar.inference.guide import Guide
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +228,7 @@ class HFEngine:
             try:
                 vocab = adapter.vocab if adapter is not None else base.vocab
                 prompt_ids, max_new = _prompt(request, vocab, base)
+                guide = _guide(request, vocab)
             except Exception as exc:
                 self.store.release(adapter)
                 job.emit(Failed(exc))
@@ -229,7 +236,7 @@ class HFEngine:
             if batch is None or batch.base is not base:
                 batch = Batch(base, self.max_batch_size)
             try:
-                events = batch.prefill(job, prompt_ids, vocab, max_new)
+                events = batch.prefill(job, prompt_ids, vocab, max_new, guide)
             except Exception as exc:
                 self.store.release(adapter)
                 job.done = True
@@ -300,6 +307,15 @@ def _prompt(request: GenerationRequest, vocab: Vocab, base: LoadedBase) -> tuple
             code="context_length_exceeded",
         )
     return ids, asked if asked is not None else context - len(ids)
+
+
+def _guide(request: GenerationRequest, vocab: Vocab) -> Guide | None:
+    """The grammar state for a constrained request (it has read the forced reply opening)."""
+    if request.constraint is None:
+        return None
+    from afinar.inference.guide import Guide
+
+    return Guide.start(request.constraint, vocab, request.response_prefix)
 
 
 async def _aiter_queue(events: asyncio.Queue[Event]) -> AsyncIterator[Event]:

@@ -40,6 +40,7 @@ class Vocab:
     tokenizer: Any
     eos_ids: frozenset[int]
     texts: TokenTexts
+    guidance: Any = None  # llguidance's tokenizer, built on the first constrained request (guide.py)
 
 
 @dataclass

@@ -49,10 +49,18 @@ class Sampler:
             logits += self._bias
         return logits
 
-    def choose(self, logits: torch.Tensor) -> tuple[int, TokenLogprob | None]:
-        """Pick the next token from one row of float32 logits ``[vocab]``."""
+    def choose(
+        self, logits: torch.Tensor, allowed: torch.Tensor | None = None
+    ) -> tuple[int, TokenLogprob | None]:
+        """Pick the next token from one row of float32 logits ``[vocab]``.
+
+        ``allowed`` (bool ``[vocab]``, from a grammar) rules out every other token, whatever the
+        penalties and bias say; logprobs stay those of the model's own distribution.
+        """
         p = self.params
         scores = self._penalised(logits)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
         if self.greedy:
             token_id = int(torch.argmax(scores))
         else:

@@ -25,7 +25,36 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """What the whole reply must match: a grammar enforced while decoding (never by retries).
+
+    Exactly one of ``json_schema`` (the reply is one JSON value valid for it) and ``lark`` (a
+    grammar in llguidance's Lark dialect, which may embed JSON Schemas with ``%json {...}``; tool
+    calls use it) is set; build them with ``afinar.inference.grammar``. JSON is compact, as
+    ``json.dumps`` writes it. The constraint covers the reply *including* ``response_prefix``.
+    Tokens that would leave the grammar are never sampled, and the reply ends (EOS is forced) as
+    soon as the grammar admits nothing more; a reply cut by ``max_tokens`` ends with
+    ``finish_reason: "length"`` and may be incomplete. Stop strings do not apply to it.
+    """
+
+    json_schema: dict[str, Any] | None = None
+    lark: str | None = None
+    lenient: bool = False  # ignore JSON Schema keywords the compiler does not implement (non-strict)
+    param: str | None = None  # the request field it comes from, named in errors (e.g. "tools")
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
+    """One chat completion for an engine: the request type every serving backend receives.
+
+    ``constraint`` is part of the contract, not a hint: each backend must guarantee that the reply
+    matches it. The built-in engine masks tokens with llguidance (``inference/guide.py``); a
+    llama.cpp backend passes ``json_schema`` as its ``json_schema`` (or a GBNF grammar) and a vLLM
+    backend uses its structured outputs (a JSON schema, or a grammar with the ``guidance``
+    backend, which is llguidance and reads this same Lark dialect). A backend that cannot continue a prefilled
+    reply under a grammar may drop ``response_prefix``: the grammar then forces the same text.
+    """
+
     base_path: Path
     messages: list[dict[str, Any]]
     adapter_path: Path | None = None
@@ -33,8 +62,9 @@ class GenerationRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     context_length: int | None = None  # None: the model config's max_position_embeddings
     # Text forced at the start of the reply (appended to the prompt, reported as output):
-    # "{" for json_object, the opening of a tool call for tool_choice "required"/named.
+    # "{" for JSON replies, the opening of a tool call for tool_choice "required"/named.
     response_prefix: str = ""
+    constraint: Constraint | None = None  # None: free text (no per-step cost at all)
 
 
 @dataclass(frozen=True)
@@ -84,7 +114,7 @@ class Delta:
 @dataclass(frozen=True)
 class Finished:
     index: int
-    finish_reason: str  # stop | length
+    finish_reason: str  # stop (EOS, a stop string, or a constraint completed) | length
     completion_tokens: int
 
 

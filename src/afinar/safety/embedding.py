@@ -6,7 +6,9 @@ transformers (safetensors only, ``local_files_only``) and apply the model's own 
 over tokens, then L2 normalisation — which reproduces ``SentenceTransformer.encode(...,
 normalize_embeddings=True)`` exactly without importing sentence-transformers.
 
-torch and transformers are imported lazily, on the first ``encode``.
+torch and transformers are imported lazily, on the first ``encode``, and the model loads under
+the process-wide model-loading lock (``catalog/ml_stack.py``): transformers is not safe to
+import, or to load two models with, on two threads at once.
 """
 
 from __future__ import annotations
@@ -50,11 +52,14 @@ class MiniLMEncoder:
     def _load_locked(self) -> None:
         if self._model is not None:
             return
-        from transformers import AutoModel, AutoTokenizer
+        from afinar.catalog.ml_stack import loading
 
         directory = self.model_dir or bundled_model_dir()
-        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        model = AutoModel.from_pretrained(directory, local_files_only=True, use_safetensors=True)
+        with loading():
+            from transformers import AutoModel, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+            model = AutoModel.from_pretrained(directory, local_files_only=True, use_safetensors=True)
         model.eval()
         self._tokenizer = tokenizer
         self._model = model
@@ -66,10 +71,10 @@ class MiniLMEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """One unit-length float32 row per text (shape ``(len(texts), dim)``)."""
-        import torch
-
         with self._lock:
             self._load_locked()
+            import torch  # imported by the load above
+
             if not texts:
                 return np.zeros((0, int(self._model.config.hidden_size)), dtype=np.float32)
             # Sort by length so each batch pads little; put rows back in order at the end.

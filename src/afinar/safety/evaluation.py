@@ -40,7 +40,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,6 +49,11 @@ from afinar.safety.exemplars import data_path
 
 Messages = list[dict[str, str]]
 Generate = Callable[[str, Messages], str]
+# ``progress(done, total)``: answers generated so far of all answers to generate (prompts × models
+# asked). Called in the caller's thread: at the start (0), after each engine batch, and at the end.
+Progress = Callable[[int, int], None]
+# At most about this many progress reports per evaluation, however small the batches.
+MAX_PROGRESS_REPORTS = 20
 
 SAFETY_PROMPTS = "safety_prompts.jsonl"
 CANARY_PROMPTS = "canary_prompts.jsonl"
@@ -217,17 +222,40 @@ def ask_models(
     *,
     system_prompt: str | None = None,
     concurrency: int = 8,
+    on_progress: Progress | None = None,
 ) -> dict[tuple[str, str], bool]:
     """(model, prompt id) → whether the answer is a refusal; requests run concurrently so the
-    serving engine batches them."""
+    serving engine batches them.
+
+    ``on_progress(done, total)`` is called in this thread at the start, every ``concurrency``
+    answers (one engine batch; more when that would make over ``MAX_PROGRESS_REPORTS`` reports)
+    and at the end. When it raises (the job was cancelled), the answers not started yet are
+    dropped and the exception propagates.
+    """
 
     def messages(p: SafetyPrompt) -> Messages:
         head = [{"role": "system", "content": system_prompt}] if system_prompt else []
         return [*head, {"role": "user", "content": p.prompt}]
 
     jobs = [(model, p) for p in prompts for model in models]
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        answers = list(pool.map(lambda job: generate(job[0], messages(job[1])), jobs))
+    total = len(jobs)
+    every = max(1, concurrency, math.ceil(total / MAX_PROGRESS_REPORTS))
+    answers: list[str] = [""] * total
+    if on_progress is not None:
+        on_progress(0, total)
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
+        index: dict[Future[str], int] = {
+            pool.submit(generate, model, messages(p)): i for i, (model, p) in enumerate(jobs)
+        }
+        reported = 0
+        for done, fut in enumerate(as_completed(index), start=1):
+            answers[index[fut]] = fut.result()
+            if on_progress is not None and (done - reported >= every or done == total):
+                on_progress(done, total)
+                reported = done
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return {(model, p.id): bool(classify(answer)) for (model, p), answer in zip(jobs, answers, strict=True)}
 
 
@@ -243,12 +271,14 @@ def evaluate_safety(
     concurrency: int = 8,
     base_refused: Mapping[str, bool] | None = None,
     on_base_outcomes: Callable[[dict[str, bool]], None] | None = None,
+    on_progress: Progress | None = None,
 ) -> SafetyVerdict:
     """Ask both models every prompt, classify the answers and apply ``rule`` (module docstring).
 
     ``base_refused`` (prompt id → refused), when given, stands for the base's answers (see
     ``safety/base_cache.py``) and only the tuned model is asked; otherwise the base is asked and
     ``on_base_outcomes`` receives its outcomes, for the next evaluation on that base.
+    ``on_progress(done, total)`` follows the answers as they come (``ask_models``).
     """
     prompts = list(prompts) if prompts is not None else load_prompts()
     classify = classifier or KeywordRefusalClassifier()
@@ -258,7 +288,13 @@ def evaluate_safety(
 
     models = (tuned_model,) if base_refused is not None else (base_model, tuned_model)
     asked = ask_models(
-        generate, models, prompts, classify, system_prompt=system_prompt, concurrency=concurrency
+        generate,
+        models,
+        prompts,
+        classify,
+        system_prompt=system_prompt,
+        concurrency=concurrency,
+        on_progress=on_progress,
     )
     refused = {**asked, **{(base_model, pid): r for pid, r in (base_refused or {}).items()}}
     if base_refused is None and on_base_outcomes is not None:

@@ -7,7 +7,6 @@ Every change here is written to the audit log with the calling key as its actor.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from afinar import ids
@@ -125,7 +124,7 @@ class AdminService:
             name=name,
             key_hash=orgs_repo.hash_key(secret),
             redacted=secret[: len(prefix) + 2] + "…" + secret[-4:],
-            created_at=int(time.time()),
+            created_at=int(self.c.clock()),
             expires_at=expires_at,
             kind=kind,
             role=role,
@@ -142,7 +141,7 @@ class AdminService:
         with self.db.session() as s:
             row = repo.active_key(s, org_id, key.id)
             if row is not None:
-                row.revoked_at = int(time.time())
+                row.revoked_at = int(self.c.clock())
         audit.record(self.db, "api_key.deleted", org_id, key.id, project_id=key.project_id)
 
     def revoke_key(self, org_id: str, key_id: str) -> ApiKey:
@@ -159,7 +158,7 @@ class AdminService:
     def create_admin_key(self, org_id: str, body: dict[str, Any]) -> tuple[ApiKey, str]:
         name = _name(body)
         assert name is not None
-        expires_at = _expiry(body, int(time.time()))
+        expires_at = _expiry(body, int(self.c.clock()))
         return self.create_key(org_id, kind="admin", name=name, role="owner", expires_at=expires_at)
 
     def admin_keys(self, org_id: str, *, after: str | None, limit: int, order: str) -> Page[ApiKey]:
@@ -188,7 +187,7 @@ class AdminService:
                 )
             row = repo.active_key(s, org_id, key_id)
             if row is not None:
-                row.revoked_at = int(time.time())
+                row.revoked_at = int(self.c.clock())
         audit.record(self.db, "api_key.deleted", org_id, key_id, project_id=key.project_id)
         return key_id
 
@@ -208,7 +207,7 @@ class AdminService:
     def create_project(self, org_id: str, body: dict[str, Any]) -> Project:
         name = _name(body)
         assert name is not None
-        row = Project(id=ids.new_id("proj_"), org_id=org_id, name=name, created_at=int(time.time()))
+        row = Project(id=ids.new_id("proj_"), org_id=org_id, name=name, created_at=int(self.c.clock()))
         with self.db.session() as s:
             s.add(row)
         audit.record(self.db, "project.created", org_id, row.id, project_id=row.id, data={"name": name})
@@ -255,7 +254,7 @@ class AdminService:
             row = repo.get_project(s, org_id, project_id)
             assert row is not None
             if row.archived_at is None:
-                row.archived_at = int(time.time())
+                row.archived_at = int(self.c.clock())
         audit.record(self.db, "project.archived", org_id, project_id, project_id=project_id)
         return row
 
@@ -284,7 +283,7 @@ class AdminService:
             raise InvalidRequest(
                 f"scopes must be [] (all permissions) or ['{READ_ONLY_SCOPE}'].", param="scopes"
             )
-        now = int(time.time())
+        now = int(self.c.clock())
         expires_at = _expiry(body, now)
         with self.db.session() as s:
             key = repo.active_key(s, org_id, key_id)
@@ -328,7 +327,7 @@ class AdminService:
         name = _name(body)
         assert name is not None
         only = bool(body.get("create_service_account_only"))
-        now = int(time.time())
+        now = int(self.c.clock())
         expires_at = _expiry(body, now)
         if only and expires_at is not None:
             raise InvalidRequest(
@@ -381,7 +380,7 @@ class AdminService:
             project_id=project_id,
             owner_type="service_account",
             owner_id=sa_id,
-            expires_at=_expiry(body, int(time.time())),
+            expires_at=_expiry(body, int(self.c.clock())),
         )
 
     def service_accounts(
@@ -424,7 +423,7 @@ class AdminService:
 
     def delete_service_account(self, org_id: str, project_id: str, sa_id: str) -> str:
         self.service_account(org_id, project_id, sa_id)
-        now = int(time.time())
+        now = int(self.c.clock())
         with self.db.session() as s:
             revoked = repo.revoke_owned(s, org_id, sa_id, now)
             row = repo.get_service_account(s, org_id, project_id, sa_id)
@@ -451,7 +450,7 @@ class AdminService:
                 email=email,
                 name=name,
                 role=role,
-                added_at=int(time.time()),
+                added_at=int(self.c.clock()),
             )
             s.add(user)
         audit.record(self.db, "user.added", org_id, user.id, data={"role": role, "email": email})
@@ -488,7 +487,7 @@ class AdminService:
     def delete_user(self, org_id: str, user_id: str) -> str:
         self.user(org_id, user_id)
         with self.db.session() as s:
-            revoked = repo.revoke_owned(s, org_id, user_id, int(time.time()))
+            revoked = repo.revoke_owned(s, org_id, user_id, int(self.c.clock()))
             repo.remove_memberships(s, user_id)
             s.delete(repo.get_user(s, org_id, user_id))
         for key_id in revoked:
@@ -514,7 +513,7 @@ class AdminService:
             if repo.membership(s, project_id, user.id) is not None:
                 raise Conflict(f"{user.id} is already a member of {project_id}.", param="user_id")
             member = ProjectMember(
-                org_id=org_id, project_id=project_id, user_id=user.id, role=role, added_at=int(time.time())
+                org_id=org_id, project_id=project_id, user_id=user.id, role=role, added_at=int(self.c.clock())
             )
             s.add(member)
         audit.record(self.db, "user.added", org_id, user.id, project_id=project_id, data={"role": role})
@@ -554,7 +553,7 @@ class AdminService:
     def remove_member(self, org_id: str, project_id: str, user_id: str) -> str:
         self.member(org_id, project_id, user_id)
         with self.db.session() as s:
-            revoked = repo.revoke_owned(s, org_id, user_id, int(time.time()), project_id=project_id)
+            revoked = repo.revoke_owned(s, org_id, user_id, int(self.c.clock()), project_id=project_id)
             s.delete(repo.membership(s, project_id, user_id))
         for key_id in revoked:
             audit.record(self.db, "api_key.deleted", org_id, key_id, project_id=project_id)

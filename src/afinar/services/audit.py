@@ -15,7 +15,6 @@ Types: OpenAI's (``api_key.created``, ``api_key.updated``, ``api_key.deleted``, 
 from __future__ import annotations
 
 import logging
-import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -96,7 +95,7 @@ def record(
         org_id=org_id,
         project_id=project_id,
         type=type_,
-        effective_at=int(time.time()),
+        effective_at=int(db.now()),
         resource_id=resource_id,
         actor_key_id=who.key_id if who else None,
         actor_owner_id=who.owner_id if who else None,

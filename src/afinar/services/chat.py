@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from afinar import ids
 from afinar.errors import InvalidRequest, ServerError
+from afinar.inference import grammar
 from afinar.inference.assemble import ChoiceAssembler, ChoiceDelta, ToolMode, merge
-from afinar.inference.types import Delta, Finished, GenerationRequest, SamplingParams, Started
+from afinar.inference.grammar import FunctionSpec
+from afinar.inference.types import Constraint, Delta, Finished, GenerationRequest, SamplingParams, Started
 from afinar.safety import runtime
 from afinar.services import org_settings
 
@@ -153,7 +155,7 @@ class ChatService:
         usage = ChatUsage(result.prompt_tokens, result.completion_tokens)
         completion_id = ids.completion_id()
         await asyncio.to_thread(self._record, who, completion_id, prepared.servable, usage, started)
-        return ChatCompletion(completion_id, int(time.time()), prepared.servable.name, choices, usage)
+        return ChatCompletion(completion_id, int(self.c.clock()), prepared.servable.name, choices, usage)
 
     async def open_stream(self, who: Principal, body: dict[str, Any]) -> ChatStream:
         started = time.monotonic()
@@ -182,7 +184,7 @@ class ChatService:
         completion_id = ids.completion_id()
         return ChatStream(
             id=completion_id,
-            created=int(time.time()),
+            created=int(self.c.clock()),
             model=servable.name,
             include_usage=prepared.include_usage,
             prompt_tokens=first.prompt_tokens,
@@ -197,8 +199,9 @@ class ChatService:
         """Check the request, then resolve the model (in a thread: it may read the DB or convert)."""
         messages = _messages(body.get("messages") or [])
         params = _sampling(body)
-        tools, tool_mode, prefix = _tools(body)
-        prefix = prefix or _response_format(body, messages, tool_mode)
+        plan = _tools(body)
+        reply = _response_format(body, messages, plan.mode)
+        tools, tool_mode, prefix = plan.tools, plan.mode, plan.prefix or reply.prefix
         stream = bool(body.get("stream"))
         options = body.get("stream_options")
         if options is not None and not stream:
@@ -207,6 +210,9 @@ class ChatService:
                 param="stream_options",
             )
         _modalities(body)
+        constraint = None
+        if plan.forced or reply.schema is not None:  # compiling takes a while: off the event loop
+            constraint = await asyncio.to_thread(_constraint, plan, reply)
         servable = await asyncio.to_thread(self.c.resolve_servable, org_id, str(body.get("model", "")))
         entry = self.c.catalog.get(servable.base_id)
         generation = GenerationRequest(
@@ -217,6 +223,7 @@ class ChatService:
             params=params,
             context_length=entry.context_length if entry is not None else None,
             response_prefix=prefix,
+            constraint=constraint,
         )
         include_usage = bool(stream and options and options.get("include_usage"))
         return PreparedChat(servable, generation, tool_mode, stream, include_usage)
@@ -343,8 +350,30 @@ def _sampling(body: dict[str, Any]) -> SamplingParams:
     )
 
 
-def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, ToolMode, str]:
-    """The tools for the prompt, how to read calls back, and any forced reply prefix."""
+@dataclass(frozen=True)
+class ToolPlan:
+    """What the request's tools mean for this reply."""
+
+    tools: list[dict[str, Any]] | None  # for the prompt
+    mode: ToolMode  # how to read calls back
+    prefix: str = ""  # forced reply opening
+    functions: tuple[FunctionSpec, ...] = ()  # every tool, with the request path of its parameters
+    forced: tuple[FunctionSpec, ...] = ()  # tool_choice "required"/named: the reply calls one of these
+
+
+@dataclass(frozen=True)
+class ReplyFormat:
+    """What ``response_format`` asks of the reply's content."""
+
+    prefix: str = ""
+    schema: dict[str, Any] | None = None  # None: free text
+    strict: bool = True
+    param: str = "response_format"
+
+
+def _tools(body: dict[str, Any]) -> ToolPlan:
+    """The tools for the prompt, how to read calls back, any forced reply prefix and which calls
+    the grammar must force (``tool_choice`` "required" or a named function)."""
     tools = body.get("tools") or None
     choice = body.get("tool_choice")
     legacy = False
@@ -359,51 +388,94 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, ToolMode,
                 "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
                 param="tool_choice",
             )
-        return None, ToolMode(), ""
-    names = []
+        return ToolPlan(None, ToolMode())
+    functions = []
     for i, tool in enumerate(tools):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(fn, dict) or not fn.get("name") or tool.get("type", "function") != "function":
             raise InvalidRequest(
                 f"Invalid tool at 'tools[{i}]': expected a function with a name.", param=f"tools[{i}]"
             )
-        names.append(fn["name"])
+        where = f"functions[{i}].parameters" if legacy else f"tools[{i}].function.parameters"
+        functions.append(FunctionSpec(str(fn["name"]), fn.get("parameters"), bool(fn.get("strict")), where))
     parallel = body.get("parallel_tool_calls") is not False
     choice = choice or "auto"
     if choice == "none":
-        return None, ToolMode(), ""
+        return ToolPlan(None, ToolMode())
     mode = ToolMode(parse=True, legacy_functions=legacy, parallel=parallel)
     if choice == "auto":
-        return tools, mode, ""
+        return ToolPlan(tools, mode, functions=tuple(functions))
     if choice == "required":
-        return tools, mode, '<tool_call>\n{"name": "'
+        return ToolPlan(tools, mode, '<tool_call>\n{"name": "', tuple(functions), tuple(functions))
     name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
-    if name not in names:
+    named = tuple(f for f in functions if f.name == name)
+    if not named:
         raise InvalidRequest(
             f"Invalid value for 'tool_choice': no function named {name!r} in 'tools'.", param="tool_choice"
         )
-    return tools, mode, '<tool_call>\n{"name": ' + json.dumps(name) + ', "arguments": '
+    prefix = '<tool_call>\n{"name": ' + json.dumps(name) + ', "arguments": '
+    return ToolPlan(tools, mode, prefix, tuple(functions), named[:1])
 
 
-def _response_format(body: dict[str, Any], messages: list[dict[str, Any]], mode: ToolMode) -> str:
-    """Best-effort JSON mode: the reply is forced to start with ``{`` (no grammar constraint)."""
+def _response_format(body: dict[str, Any], messages: list[dict[str, Any]], mode: ToolMode) -> ReplyFormat:
+    """JSON mode: the reply is grammar-constrained to a JSON object, or to the given JSON Schema."""
     fmt = body.get("response_format") or {"type": "text"}
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     if kind == "text":
-        return ""
+        return ReplyFormat()
     if kind not in ("json_object", "json_schema"):
         raise InvalidRequest(
             f"Invalid value for 'response_format.type': {kind!r}.", param="response_format.type"
         )
-    if kind == "json_object" and not any(
-        "json" in json.dumps(m.get("content") or "").lower() for m in messages
-    ):
+    if kind == "json_object":
+        if not any("json" in json.dumps(m.get("content") or "").lower() for m in messages):
+            raise InvalidRequest(
+                "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
+                "'json_object'.",
+                param="messages",
+            )
+        return ReplyFormat("" if mode.parse else "{", dict(grammar.ANY_OBJECT))
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict):
         raise InvalidRequest(
-            "'messages' must contain the word 'json' in some form, to use 'response_format' of type "
-            "'json_object'.",
-            param="messages",
+            "Missing required parameter: 'response_format.json_schema'.", param="response_format.json_schema"
         )
-    return "" if mode.parse else "{"
+    param = "response_format.json_schema.schema"
+    schema = spec.get("schema", grammar.ANY_OBJECT)
+    if not isinstance(schema, dict):
+        raise InvalidRequest(f"Invalid schema at '{param}': expected a JSON Schema object.", param=param)
+    opens_object = schema.get("type") == "object" and not mode.parse
+    return ReplyFormat("{" if opens_object else "", dict(schema), bool(spec.get("strict")), param)
+
+
+def _constraint(plan: ToolPlan, reply: ReplyFormat) -> Constraint | None:
+    """The grammar the whole reply must match, checked to compile (400 naming the culprit if not).
+
+    Tools on "required"/named: tool calls of the forced functions. A JSON ``response_format``: that
+    JSON, or (tools on "auto") tool calls of any tool or that JSON. Otherwise free text.
+    """
+    if plan.forced:
+        for fn in plan.forced:
+            fn.check()
+        constraint = grammar.tool_call_constraint(
+            plan.forced, parallel=plan.mode.parallel and not plan.mode.legacy_functions
+        )
+    elif reply.schema is not None:
+        grammar.check_schema(reply.schema, param=reply.param, strict=reply.strict)
+        if not plan.mode.parse:
+            return grammar.json_constraint(reply.schema, strict=reply.strict, param=reply.param)
+        for fn in plan.functions:
+            fn.check()
+        constraint = grammar.tool_call_constraint(
+            plan.functions,
+            parallel=plan.mode.parallel and not plan.mode.legacy_functions,
+            or_json=reply.schema,
+            json_strict=reply.strict,
+        )
+    else:
+        return None
+    grammar.check(constraint)
+    return constraint
 
 
 def _modalities(body: dict[str, Any]) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from afinar.blobs.local import LocalBlobStore
 from afinar.blobs.scratch import Scratch
 from afinar.catalog.registry import Catalog
-from afinar.clock import Clock
+from afinar.clock import Clock, system_clock
 from afinar.config import Settings
 from afinar.store.db import Database
 
@@ -28,10 +27,10 @@ if TYPE_CHECKING:
 
 
 class Container:
-    def __init__(self, settings: Settings, *, engine: Any = None) -> None:
+    def __init__(self, settings: Settings, *, engine: Any = None, clock: Clock = system_clock) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.db = Database(settings.resolved_database_url())
+        self.db = Database(settings.resolved_database_url(), clock)
         self._seal_columns()
         self.blobs = LocalBlobStore(settings.blobs_dir)  # ciphertext only: customer data goes via ``sealed``
         self.scratch = Scratch(settings.scratch_dir)
@@ -39,8 +38,15 @@ class Container:
         self.catalog = Catalog.load(settings.catalog_file)
         self._engine = engine
         self._engine_lock = threading.Lock()
-        # Unix seconds; billing dates usage records and finds "today" with it (tests inject one).
-        self.clock: Clock = time.time
+
+    @property
+    def clock(self) -> Clock:
+        """The one clock (Unix seconds) that stamps jobs, events, leases, usage and audit records."""
+        return self.db.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.db.clock = clock
 
     def migrate(self) -> None:
         self.db.migrate()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +86,7 @@ class ErasureService:
             report.api_keys_deleted = repo.delete_api_keys(s, org_id)
 
         # 3. cancel what is still running or queued
-        now = int(time.time())
+        now = int(self.c.clock())
         with self.c.db.session() as s:
             for job in repo.active_jobs(s, org_id, frozenset(str(t) for t in TERMINAL)):
                 job.status = JobStatus.CANCELLED

@@ -8,7 +8,6 @@ after training (``afinar.worker.evals.eval_gate_blocks``).
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from afinar.errors import InvalidRequest, NotFound
@@ -18,6 +17,7 @@ from afinar.evals import report
 from afinar.evals import requests as rq
 from afinar.store import evals as repo
 from afinar.store import files as files_repo
+from afinar.store.db import session_now
 from afinar.store.pagination import Page
 from afinar.store.tables import Eval, EvalGate, EvalOutputItem, EvalRun
 
@@ -87,7 +87,7 @@ class EvalsService:
         config = rq.data_source_config(body.get("data_source_config"))
         criteria = crit.check_criteria(body.get("testing_criteria"))
         self._check_references(p.org_id, criteria)
-        now = int(time.time())
+        now = int(self.c.clock())
         ev = Eval(
             id=rq.eval_id(),
             org_id=p.org_id,
@@ -131,7 +131,7 @@ class EvalsService:
                 ev.name = rq.name(body["name"], ev.name)
             if "metadata" in body:
                 ev.eval_metadata = rq.metadata(body["metadata"])
-            ev.updated_at = int(time.time())
+            ev.updated_at = int(self.c.clock())
         return ev
 
     def delete(self, org_id: str, eid: str) -> str:
@@ -259,7 +259,7 @@ class EvalsService:
             per_testing_criteria_results=report.per_criteria(ev.testing_criteria, []),
             per_model_usage=[],
             completed_items=0,
-            created_at=int(time.time()),
+            created_at=int(self.c.clock()),
             job_id=job_id,
             gate_role=gate_role,
             lease_token=0,
@@ -317,7 +317,7 @@ class EvalsService:
                     param="run_id",
                 )
             run.status = repo.CANCELED
-            run.finished_at = int(time.time())
+            run.finished_at = int(self.c.clock())
             repo.revoke(run)
         return run
 
@@ -343,7 +343,7 @@ class EvalsService:
         rq.check_limit(limit)
         desc = rq.check_order(order)
         if status is not None and status not in ("pass", "fail", "error"):
-            raise InvalidRequest("status must be 'pass' or 'fail'", param="status")
+            raise InvalidRequest("status must be 'pass', 'fail' or 'error'", param="status")
         self.get_run(org_id, eid, rid)
         with self.c.db.session() as s:
             return repo.list_items(s, rid, after=after, limit=limit, desc=desc, status=status)
@@ -437,8 +437,8 @@ def parse_gate(c: Container, org_id: str, raw: Any) -> dict[str, Any] | None:
 
     ``{"eval_id": "eval_…", "data_source": {completions data source without "model"},
     "min_pass_rate": 0.5, "beat_base_by": 0.0, "testing_criteria": "<criterion name>"?}`` — at least one of
-    ``min_pass_rate`` / ``beat_base_by``. Pass rates are items passing every criterion over all items,
-    or one criterion's pass rate when ``testing_criteria`` names it.
+    ``min_pass_rate`` / ``beat_base_by``. Pass rates are items passing every criterion over the graded
+    items (errored items are left out), or one criterion's pass rate when ``testing_criteria`` names it.
     """
     if raw is None:
         return None
@@ -494,7 +494,7 @@ def register_gate(s: Session, job: Job, spec: dict[str, Any]) -> EvalGate:
         spec=spec,
         status="pending",
         verdict=None,
-        created_at=int(time.time()),
+        created_at=int(session_now(s)),
     )
     s.add(gate)
     return gate

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -86,7 +85,7 @@ class FilesService:
             raise InvalidRequest(
                 f"File is too large: the limit is {exc.limit} bytes.", param="file", code="file_too_large"
             ) from None
-        now = int(time.time())
+        now = int(self.c.clock())
         row = File(
             id=fid,
             org_id=org_id,

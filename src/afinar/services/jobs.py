@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -162,7 +161,7 @@ class JobsService:
             training_file=training_file,
             validation_file=validation_file,
             status=JobStatus.VALIDATING_FILES,
-            created_at=int(time.time()),
+            created_at=int(self.c.clock()),
             suffix=suffix,
             seed=req.seed,
             method=req.method,
@@ -244,7 +243,7 @@ class JobsService:
             if not can_cancel(job.status):
                 raise InvalidRequest(f"Job has already {job.status}; it cannot be cancelled.", param="job_id")
             job.status = JobStatus.CANCELLED
-            job.finished_at = int(time.time())
+            job.finished_at = int(self.c.clock())
             job.estimated_finish = None
             revoke(s, job)  # a worker training it loses its lease and stops the child
             repo.add_event(s, job, "Fine-tuning job cancelled")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,9 +38,13 @@ class Principal:
     owner_id: str | None = None
     owner_email: str | None = None
     in_default_project: bool = False  # sees rows written without a project too
+    # OpenAI-Organization / OpenAI-Project headers that named nothing on this server and were ignored
+    ignored_headers: tuple[str, ...] = ()
 
 
 ROLE_RANK = {"none": 0, "reader": 1, "member": 2, "owner": 3}
+ORGANIZATION_HEADER = "OpenAI-Organization"
+PROJECT_HEADER = "OpenAI-Project"
 
 
 def lowest(*roles: str) -> str:
@@ -60,7 +63,7 @@ def new_secret(prefix: str = "sk-afinar-") -> str:
 def create_org(db: Database, name: str, api_key: str | None = None) -> tuple[Organization, str]:
     """Create an organisation and its first key; return the key in clear (shown once)."""
     secret = api_key or new_secret()
-    now = int(time.time())
+    now = int(db.now())
     with db.session() as s:
         slug = base = slugify(name)
         n = 1
@@ -113,7 +116,7 @@ def bootstrap(db: Database, org_name: str, api_key: str) -> str | None:
                     name="bootstrap",
                     key_hash=repo.hash_key(api_key),
                     redacted=api_key[:6] + "…" + api_key[-4:],
-                    created_at=int(time.time()),
+                    created_at=int(db.now()),
                     kind="admin",
                     role="owner",
                 ),
@@ -126,9 +129,18 @@ def authenticate(
 ) -> Principal:
     """The principal of a bearer key, checked on every request (revocation takes effect at once).
 
-    ``organization``/``project`` are the OpenAI-Organization and OpenAI-Project headers: the first
-    must name the key's organisation (id or slug); the second must be a project key's own project,
-    or any active project of an admin key's organisation (the project it then acts in).
+    ``organization``/``project`` are the OpenAI-Organization and OpenAI-Project headers. The key
+    decides; a header can only narrow it down or be refused:
+
+    * the organisation header may name the key's organisation (id or slug); another organisation's
+      id is refused (401 ``mismatched_organization``);
+    * the project header may name a project key's own project, or any active project of an admin
+      key's organisation (the project it then acts in); any other project of this server is
+      refused (401 ``mismatched_project``);
+    * a header that names nothing on this server — typically ``OPENAI_ORG_ID``/``OPENAI_PROJECT_ID``
+      left in the environment for api.openai.com — is ignored and listed in
+      ``Principal.ignored_headers`` (the API answers with a warning). Another organisation's slug
+      counts as naming nothing, so that the header cannot tell which organisations exist.
     """
     if not secret:
         raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
@@ -136,26 +148,34 @@ def authenticate(
         key = repo.find_key(s, secret)
         if key is None or key.revoked_at is not None:
             raise AuthenticationFailed("Incorrect API key provided.")
-        if key.expires_at is not None and key.expires_at <= time.time():
+        if key.expires_at is not None and key.expires_at <= db.now():
             raise AuthenticationFailed("This API key has expired.")
         org = repo.get_org(s, key.org_id)
         assert org is not None
+        ignored: list[str] = []
         if organization and organization not in (org.id, org.slug):
-            raise AuthenticationFailed(
-                "OpenAI-Organization header should match organization for API key.",
-                code="mismatched_organization",
-            )
+            if repo.get_org(s, organization) is not None:
+                raise AuthenticationFailed(
+                    "OpenAI-Organization header should match organization for API key.",
+                    code="mismatched_organization",
+                )
+            ignored.append(ORGANIZATION_HEADER)
         is_admin = key.kind == "admin"
         default_id = admin_repo.default_project_id(s, org.id)
-        if project and not is_admin and project != key.project_id:
-            raise AuthenticationFailed(
-                "OpenAI-Project header should match project for API key.", code="mismatched_project"
-            )
+        if project and project != key.project_id:
+            owner = _project_org(s, project)
+            if owner is None:
+                ignored.append(PROJECT_HEADER)
+                project = None
+            elif owner != org.id or not is_admin:
+                raise AuthenticationFailed(
+                    "OpenAI-Project header should match project for API key.", code="mismatched_project"
+                )
         project_id = project or key.project_id or default_id
         row = admin_repo.get_project(s, org.id, project_id) if project_id else None
         if row is None:
             raise AuthenticationFailed(
-                "OpenAI-Project header names no project of this organization.", code="mismatched_project"
+                "The project of this API key no longer exists.", code="mismatched_project"
             )
         if row.archived_at is not None:
             raise PermissionDenied(f"The project {row.id} is archived.", code="project_archived")
@@ -171,7 +191,14 @@ def authenticate(
             owner_id=key.owner_id,
             owner_email=email,
             in_default_project=row.id == default_id,
+            ignored_headers=tuple(ignored),
         )
+
+
+def _project_org(s: Session, project_id: str) -> str | None:
+    """The organisation of a project of any organisation; None when no such project exists."""
+    org_id: str | None = s.query(Project.org_id).filter(Project.id == project_id).scalar()
+    return org_id
 
 
 def _owner_role(s: Session, key: ApiKey, org_id: str, project_id: str) -> tuple[str, str | None]:

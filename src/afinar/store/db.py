@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from afinar.clock import Clock, system_clock
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -46,12 +48,20 @@ def migrate(engine: Engine) -> None:
 
 
 class Database:
-    """One engine and a session factory; ``with db.session() as s`` commits or rolls back."""
+    """One engine and a session factory; ``with db.session() as s`` commits or rolls back.
 
-    def __init__(self, url: str) -> None:
+    The database carries the container's clock: every row it stamps (``created_at``, events,
+    leases, usage) reads the time through :func:`now`, so one clock dates everything.
+    """
+
+    def __init__(self, url: str, clock: Clock = system_clock) -> None:
         self.url = url
+        self.clock = clock
         self.engine = make_engine(url)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    def now(self) -> float:
+        return self.clock()
 
     def migrate(self) -> None:
         migrate(self.engine)
@@ -59,7 +69,14 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._factory() as s, s.begin():
+            s.info["clock"] = self.clock
             yield s
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def session_now(s: Session) -> float:
+    """The current time (Unix seconds) by the clock of the database that opened ``s``."""
+    clock: Clock = s.info.get("clock", system_clock)
+    return clock()

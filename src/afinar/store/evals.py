@@ -8,14 +8,13 @@ the job's own worker and never claimed from the queue.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from afinar.errors import LeaseLost
-from afinar.store.db import Database
+from afinar.store.db import Database, session_now
 from afinar.store.pagination import Page, paginate
 from afinar.store.tables import Eval, EvalGate, EvalOutputItem, EvalRun
 
@@ -132,7 +131,7 @@ class RunLease:
 
 def claim_run(db: Database, owner: str, lease_seconds: float) -> RunLease | None:
     """Take the oldest queued (or abandoned) standalone run, or None; compare-and-set on the token."""
-    now = time.time()
+    now = db.now()
     expired = or_(EvalRun.lease_expires_at.is_(None), EvalRun.lease_expires_at < now)
     free = or_(EvalRun.lease_owner.is_(None), expired)
     claimable = and_(EvalRun.job_id.is_(None), EvalRun.status.in_([QUEUED, IN_PROGRESS]), free)
@@ -156,7 +155,7 @@ def take(s: Session, run: EvalRun, owner: str, lease_seconds: float) -> RunLease
     """Lease a run the caller created itself (gate runs), inside the caller's transaction."""
     run.lease_token = (run.lease_token or 0) + 1
     run.lease_owner = owner
-    run.lease_expires_at = time.time() + lease_seconds
+    run.lease_expires_at = session_now(s) + lease_seconds
     return RunLease(run.id, run.lease_token, owner)
 
 
@@ -164,7 +163,7 @@ def fence(s: Session, lease: RunLease, lease_seconds: float | None = None) -> Ev
     """Inside a transaction: prove the lease still holds (extending it) and return the run."""
     values: dict[str, object] = {"lease_owner": lease.owner}
     if lease_seconds is not None:
-        values["lease_expires_at"] = time.time() + lease_seconds
+        values["lease_expires_at"] = session_now(s) + lease_seconds
     res = s.execute(
         update(EvalRun).where(EvalRun.id == lease.run_id, EvalRun.lease_token == lease.token).values(**values)
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from afinar import ids
+from afinar.store.db import session_now
 from afinar.store.pagination import Page, paginate
 from afinar.store.tables import Checkpoint, FineTunedModel, Job, JobEvent
 
@@ -60,7 +60,7 @@ def add_event(
         id=ids.event_id(),
         job_id=job.id,
         org_id=job.org_id,
-        created_at=int(time.time()),
+        created_at=int(session_now(s)),
         level=level,
         message=message,
         type=type_,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -32,7 +30,7 @@ def insert(db: Database, org_id: str, wrapped: str) -> bool:
         with db.session() as s:
             if s.scalar(select(Organization.id).where(Organization.id == org_id)) is None:
                 return False  # never (re-)create a key for an organisation that is gone
-            s.add(OrgKey(org_id=org_id, wrapped_key=wrapped, created_at=int(time.time())))
+            s.add(OrgKey(org_id=org_id, wrapped_key=wrapped, created_at=int(db.now())))
     except IntegrityError:
         return False
     return True
@@ -44,7 +42,7 @@ def destroy(db: Database, org_id: str) -> None:
     The row stays as a marker (``destroyed_at``) so no late writer creates a fresh key while the
     organisation's data is being removed; ``remove`` drops it at the very end.
     """
-    now = int(time.time())
+    now = int(db.now())
     with db.session() as s:
         row = s.scalar(select(OrgKey).where(OrgKey.org_id == org_id).with_for_update())
         if row is None:

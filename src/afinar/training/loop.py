@@ -209,7 +209,12 @@ def run_training(
         )
         eval_due = bool(valid) and (step % every_eval == 0 or step == total or checkpoint_due)
         v = evaluate(tm, valid, spec.batch_size, pad_id) if eval_due else Scores(None, None)
-        run.metrics = metrics_record(step, scores.loss, scores.accuracy, v.loss, v.accuracy)
+        # The last step reports the full validation loss, as OpenAI's does: ``evaluate`` scores every
+        # example of the validation file (never a sample), so the last step's scores are that.
+        full = v if step == total else Scores(None, None)
+        run.metrics = metrics_record(
+            step, scores.loss, scores.accuracy, v.loss, v.accuracy, full.loss, full.accuracy
+        )
         emit(
             {
                 "event": "step",
@@ -220,6 +225,8 @@ def run_training(
                 "train_accuracy": scores.accuracy,
                 "valid_loss": v.loss,
                 "valid_accuracy": v.accuracy,
+                "full_valid_loss": full.loss,
+                "full_valid_accuracy": full.accuracy,
                 "trained_tokens": run.trained_tokens,
             }
         )

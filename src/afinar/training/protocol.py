@@ -4,9 +4,11 @@ Events (steps are 1-based: step i means i optimizer steps are done; epochs are 1
 
 - ``started``    total_steps, steps_per_epoch, start_step, n_examples, tokens_per_epoch
 - ``step``       step, total_steps, epoch, train_loss, train_accuracy, valid_loss|null,
-                 valid_accuracy|null, trained_tokens
+                 valid_accuracy|null, full_valid_loss|null, full_valid_accuracy|null, trained_tokens
+                 (``full_valid_*``: the whole validation set, on the last step only)
 - ``checkpoint`` step, epoch, path, trained_tokens, metrics{step, train_loss,
-                 train_mean_token_accuracy, valid_loss, valid_mean_token_accuracy}
+                 train_mean_token_accuracy, valid_loss, valid_mean_token_accuracy
+                 [, full_valid_loss, full_valid_mean_token_accuracy on the last step]}
 - ``paused``     step, path, trained_tokens
 - ``done``       step, adapter_path, trained_tokens
 - ``error``      message (the process then exits with status 1)
@@ -59,12 +61,19 @@ def metrics_record(
     train_accuracy: float | None,
     valid_loss: float | None,
     valid_accuracy: float | None,
+    full_valid_loss: float | None = None,
+    full_valid_accuracy: float | None = None,
 ) -> dict[str, Any]:
-    """The ``metrics`` object of a checkpoint, named as OpenAI names checkpoint metrics."""
-    return {
+    """The ``metrics`` object of a checkpoint, named as OpenAI names checkpoint metrics; the
+    ``full_valid_*`` keys only when the whole validation set was scored (the last step)."""
+    out: dict[str, Any] = {
         "step": step,
         "train_loss": train_loss,
         "train_mean_token_accuracy": train_accuracy,
         "valid_loss": valid_loss,
         "valid_mean_token_accuracy": valid_accuracy,
     }
+    if full_valid_loss is not None:
+        out["full_valid_loss"] = full_valid_loss
+        out["full_valid_mean_token_accuracy"] = full_valid_accuracy
+    return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +47,7 @@ def build_card(
         "trained_tokens": trained_tokens,
         "final_metrics": {k: v for k, v in last.items() if k != "total_steps"},
         "checks": checks,
-        "created_at": int(time.time()),
+        "created_at": int(c.clock()),
     }
 
 

@@ -1,7 +1,7 @@
 """The worker's share of evals: run queued eval runs, and the fine-tuning eval gate.
 
 ``run_queued_eval(c, owner)`` claims one queued run (lease + heartbeat, like jobs) and executes it;
-the worker loop calls it when no fine-tuning job is waiting.
+the worker's short lane calls it (``worker/loop.py``), so a run never waits behind training.
 
 ``eval_gate_blocks(runner, ev, checks)`` is called by ``JobRunner._on_done`` after the safety gate and
 before the model is published. When the job has a gate, it runs the gate's eval on the base model and
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,11 +76,17 @@ class GateError(Exception):
     """The gate could not be judged (its eval was deleted, a run failed or was canceled)."""
 
 
-def _summary(run: EvalRun, criterion: str | None) -> dict[str, Any]:
-    rate = report.pass_rate(run.result_counts)
+def _summary(run: EvalRun, criterion: str | None, role: str) -> dict[str, Any]:
+    """A run's side of the verdict; its pass rate leaves errored items out (GateError when every
+    item errored: nothing was graded, so nothing can be judged)."""
+    counts: dict[str, Any] = run.result_counts
     if criterion is not None:
         row = next((r for r in run.per_testing_criteria_results if r["testing_criteria"] == criterion), None)
-        rate = report.criterion_rate(row) if row else 0.0
+        counts = row or {}
+    if not report.graded(counts):
+        errored = int(counts.get("errored", 0))
+        raise GateError(f"the {role} eval run graded no item ({errored} errored)")
+    rate = report.pass_rate(counts)
     return {
         "run_id": run.id,
         "model": run.model,
@@ -106,7 +111,7 @@ def run_gate(runner: JobRunner, job: Job, spec: dict[str, Any], adapter_path: Pa
         for old in repo.runs_of_job(s, job.id):  # an earlier attempt of this job (a crash, a resume)
             if old.status not in repo.FINISHED:
                 old.status = repo.CANCELED
-                old.finished_at = int(time.time())
+                old.finished_at = int(c.clock())
                 repo.revoke(old)
     try:
         _, rows, _ = svc.check_data_source(
@@ -139,7 +144,7 @@ def run_gate(runner: JobRunner, job: Job, spec: dict[str, Any], adapter_path: Pa
         c.catalog.local_path(entry, c.settings.models_dir),
         adapter_path,
         job.org_id,
-        int(time.time()),
+        int(c.clock()),
     )
     stop = runner.lost.is_set
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="afinar-gate") as pool:
@@ -164,7 +169,7 @@ def run_gate(runner: JobRunner, job: Job, spec: dict[str, Any], adapter_path: Pa
     base, tuned_run = runs["base"], runs["tuned"]
     assert base is not None and tuned_run is not None
     criterion = spec.get("testing_criteria")
-    b, t = _summary(base, criterion), _summary(tuned_run, criterion)
+    b, t = _summary(base, criterion, "base"), _summary(tuned_run, criterion, "tuned")
     decided = report.judge_gate(
         t["pass_rate"],
         b["pass_rate"],
@@ -183,7 +188,7 @@ def run_gate(runner: JobRunner, job: Job, spec: dict[str, Any], adapter_path: Pa
         "tuned": t,
         "pass_rate_delta": round(t["pass_rate"] - b["pass_rate"], 6),
         "reasons": decided.reasons,
-        "decided_at": int(time.time()),
+        "decided_at": int(c.clock()),
     }
 
 
@@ -215,7 +220,7 @@ def eval_gate_blocks(runner: JobRunner, ev: dict[str, Any], checks: dict[str, An
             "passed": False,
             "eval_id": spec["eval_id"],
             "error": str(exc),
-            "decided_at": int(time.time()),
+            "decided_at": int(c.clock()),
             "rule": {k: spec.get(k) for k in ("min_pass_rate", "beat_base_by", "testing_criteria")},
         }
     passed = bool(verdict["passed"])

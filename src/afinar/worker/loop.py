@@ -1,4 +1,18 @@
-"""The worker loop: claim a job, run it, repeat. Embedded in ``afinar serve`` or alone."""
+"""The worker: lanes of threads that claim work and run it. Embedded in ``afinar serve`` or alone.
+
+Two lanes (docs/architecture.md, "Worker lanes"), so short work never waits behind training:
+
+* the **short lane** (``AFINAR_WORKER_SHORT_SLOTS`` threads, default 2) validates the files of new
+  jobs (``validating_files`` → ``queued``, or ``failed`` with the file's error) and runs standalone
+  eval runs; a validation always goes first, and eval runs take at most all but one of its threads
+  so a long eval never holds up a validation;
+* the **training lane** (``AFINAR_WORKER_TRAINING_SLOTS`` threads, default 1) trains ``queued`` jobs
+  (and recovers ``running`` jobs whose worker died), then runs the safety and eval gates and
+  publishes the model.
+
+``run_once`` drives every lane once in the calling thread (tests and scripts drain the queue with
+``while worker.run_once(): pass``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from afinar.queue.leases import claim
@@ -23,20 +38,66 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lanes: list[threading.Thread] = []
         self._next_sweep = 0.0
+        self._evals_lock = threading.Lock()
+        self._evals_running = 0
 
-    def run_once(self) -> bool:
-        """Claim and run one job; False when there was nothing to do."""
+    # -- one unit of work per lane -------------------------------------------------------------
+
+    def validate_once(self, owner: str | None = None) -> bool:
+        """Validate one new job's files; it ends ``queued`` (released) or ``failed``. False: none."""
         s = self.c.settings
-        lease = claim(self.c.db, self.name, s.lease_seconds, max_per_org=s.max_concurrent_jobs_per_org)
+        lease = claim(self.c.db, owner or self.name, s.lease_seconds, lane="validate")
         if lease is None:
-            # EVALS HOOK: with no fine-tuning job waiting, run one queued eval run (afinar.worker.evals).
-            from afinar.worker.evals import run_queued_eval
-
-            return run_queued_eval(self.c, self.name)
-        log.info("worker %s claimed %s", self.name, lease.job_id)
+            return False
+        log.info("worker %s validates %s", lease.owner, lease.job_id)
         JobRunner(self.c, lease).run()
         return True
+
+    def train_once(self, owner: str | None = None) -> bool:
+        """Train one queued (or abandoned) job to its next resting state. False: none waiting."""
+        s = self.c.settings
+        limit = s.max_concurrent_jobs_per_org
+        lease = claim(self.c.db, owner or self.name, s.lease_seconds, max_per_org=limit, lane="train")
+        if lease is None:
+            return False
+        log.info("worker %s trains %s", lease.owner, lease.job_id)
+        JobRunner(self.c, lease).run()
+        return True
+
+    def eval_once(self, owner: str | None = None) -> bool:
+        """Run one queued standalone eval run (afinar.worker.evals). False: none waiting."""
+        from afinar.worker.evals import run_queued_eval
+
+        return run_queued_eval(self.c, owner or self.name)
+
+    def short_once(self, owner: str | None = None) -> bool:
+        """The short lane's step: a validation first; else an eval run, while the lane keeps a
+        thread free for validations (with two threads or more)."""
+        if self.validate_once(owner):
+            return True
+        limit = max(1, self.c.settings.worker_short_slots - 1)
+        with self._evals_lock:
+            if self._evals_running >= limit:
+                return False
+            self._evals_running += 1
+        try:
+            return self.eval_once(owner)
+        finally:
+            with self._evals_lock:
+                self._evals_running -= 1
+
+    def run_once(self) -> bool:
+        """Every lane once, in this thread: validate one job, then train one; run an eval run only
+        when there was neither (as before lanes: jobs first). False when there was nothing to do."""
+        validated = self.validate_once()
+        trained = self.train_once()
+        if validated or trained:
+            return True
+        return self.eval_once()
+
+    # -- housekeeping ---------------------------------------------------------------------------
 
     def sweep_if_due(self) -> list[str]:
         """Every ``retention_sweep_seconds``: expired files become tombstones (services/retention)."""
@@ -48,23 +109,78 @@ class Worker:
 
         return sweep(self.c)
 
+    def _prime(self) -> None:
+        """Build the container's shared services in this thread, before lane threads race for them."""
+        c = self.c
+        for name in ("keys", "sealed", "files", "jobs", "usage", "artefacts"):
+            getattr(c, name)
+
+    # -- threads --------------------------------------------------------------------------------
+
+    def _lane(self, step: Callable[[str], bool], owner: str) -> None:
+        while not self.stop.is_set():
+            try:
+                busy = step(owner)
+            except Exception:
+                log.exception("worker %s: iteration failed", owner)
+                busy = False
+            if not busy:
+                self.stop.wait(self.c.settings.poll_seconds)
+
+    def start_lanes(self) -> list[threading.Thread]:
+        """Start the lane threads (daemons; they stop when ``stop`` is set)."""
+        s = self.c.settings
+        self._prime()
+        plan: list[tuple[str, Callable[[str], bool], int]] = [
+            ("short", self.short_once, s.worker_short_slots),
+            ("train", self.train_once, s.worker_training_slots),
+        ]
+        if not s.worker_short_slots or not s.worker_training_slots:
+            log.warning(
+                "worker %s: %d short-work and %d training threads; a lane without threads never runs here",
+                self.name,
+                s.worker_short_slots,
+                s.worker_training_slots,
+            )
+        for lane, step, slots in plan:
+            for i in range(slots):
+                owner = f"{self.name}/{lane}-{i}"
+                t = threading.Thread(
+                    target=self._lane, args=(step, owner), name=f"afinar-{lane}-{i}", daemon=True
+                )
+                t.start()
+                self._lanes.append(t)
+        log.info(
+            "worker %s: %d training and %d short-work threads",
+            self.name,
+            s.worker_training_slots,
+            s.worker_short_slots,
+        )
+        return list(self._lanes)
+
     def run_forever(self) -> None:
+        """Run every lane on its own threads and the periodic sweeps in this one, until ``stop``."""
         try:  # plaintext checkpoints of jobs that ended while no worker ran (crash, cancel)
             sweep_job_dirs(self.c)
         except Exception:
             log.exception("sweeping finished job directories failed")
-        while not self.stop.is_set():
-            try:
-                self.sweep_if_due()
-            except Exception:
-                log.exception("retention sweep failed")
-            try:
-                busy = self.run_once()
-            except Exception:
-                log.exception("worker iteration failed")
-                busy = False
-            if not busy:
+        self.start_lanes()
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.sweep_if_due()
+                except Exception:
+                    log.exception("retention sweep failed")
                 self.stop.wait(self.c.settings.poll_seconds)
+        finally:
+            self.stop.set()
+            self._join(timeout=5.0)
+
+    def _join(self, timeout: float) -> None:
+        # A lane in the middle of a job finishes that job's current call first; a training lane
+        # may outlive the wait, and its child dies with the process (PR_SET_PDEATHSIG).
+        for t in self._lanes:
+            t.join(timeout)
 
     def start(self) -> threading.Thread:
         self._thread = threading.Thread(target=self.run_forever, name="afinar-worker", daemon=True)
@@ -75,3 +191,4 @@ class Worker:
         self.stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._join(timeout)

@@ -1,13 +1,21 @@
-"""The ``fine-tune-results`` CSV: one row per step, from the job's metrics events."""
+"""The ``fine-tune-results`` CSV: one row per step, from the job's metrics events.
+
+The columns are OpenAI's (``step, train_loss, train_accuracy, valid_loss, valid_mean_token_accuracy``;
+the validation columns are empty on steps without validation). Like OpenAI, the file is served
+base64-encoded by default (``AFINAR_RESULTS_CSV_BASE64``, the cookbook decodes it with
+``base64.b64decode``); ``plain_csv`` turns either form back into the CSV text for people.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import csv
 import io
 from typing import Any
 
 COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
+HEADER = ",".join(COLUMNS).encode()
 
 
 def _fmt(value: Any) -> str:
@@ -34,3 +42,14 @@ def results_csv(metrics: list[dict[str, Any]], *, as_base64: bool = False) -> by
         )
     data = out.getvalue().encode()
     return base64.b64encode(data) if as_base64 else data
+
+
+def plain_csv(data: bytes) -> bytes:
+    """The CSV of a results file, whether it was stored plain or base64-encoded."""
+    if data.lstrip().startswith(HEADER):
+        return data
+    try:
+        decoded = base64.b64decode(b"".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return data
+    return decoded if decoded.startswith(HEADER) else data

@@ -1,4 +1,5 @@
-"""Run one claimed job to its next resting state: validate, train (or resume), publish.
+"""Run one claimed job to its next resting state: validate (then release it, queued, to the
+training lane), or train (or resume), evaluate and publish.
 
 Every database write goes through ``fence``: a worker whose lease was taken away (the job was
 cancelled, or another worker recovered it) gets ``LeaseLost`` and stops the child instead of
@@ -23,7 +24,7 @@ from afinar.store import jobs as repo
 from afinar.store.tables import Checkpoint, FineTunedModel, Job
 from afinar.worker.card import build_card, write_card
 from afinar.worker.child import TrainingChild
-from afinar.worker.gates import evaluate_tuned_model, verdict_summary
+from afinar.worker.gates import evaluate_tuned_model, expected_safety_seconds, verdict_summary
 from afinar.worker.results import results_csv
 from afinar.worker.validate import validate_job_files
 
@@ -53,9 +54,15 @@ def sweep_job_dirs(c: Container) -> int:
 
 
 def step_message(ev: dict[str, Any]) -> str:
-    msg = f"Step {ev['step']}/{ev['total_steps']}: training loss={ev['train_loss']:.4f}"
+    """OpenAI's wording: ``Step 30/30: training loss=0.0113, validation loss=…, full validation loss=…``."""
+    train = ev.get("train_loss")
+    msg = f"Step {ev['step']}/{ev['total_steps']}: training loss=" + (
+        f"{train:.4f}" if train is not None else "n/a"
+    )
     if ev.get("valid_loss") is not None:
         msg += f", validation loss={ev['valid_loss']:.4f}"
+    if ev.get("full_valid_loss") is not None:
+        msg += f", full validation loss={ev['full_valid_loss']:.4f}"
     return msg
 
 
@@ -69,6 +76,9 @@ def step_metrics(ev: dict[str, Any]) -> dict[str, Any]:
     if ev.get("valid_loss") is not None:
         data["valid_loss"] = ev["valid_loss"]
         data["valid_mean_token_accuracy"] = ev.get("valid_accuracy")
+    if ev.get("full_valid_loss") is not None:
+        data["full_valid_loss"] = ev["full_valid_loss"]
+        data["full_valid_mean_token_accuracy"] = ev.get("full_valid_accuracy")
     return data
 
 
@@ -83,6 +93,7 @@ class JobRunner:
         self.child: TrainingChild | None = None
         self._steps_per_epoch = 1
         self._t_first: tuple[float, int] | None = None
+        self._safety_seconds = 0.0  # expected length of the post-training safety evaluation
         self._secret: bytes | None = None  # the org's data key (base64) for the training child
 
     # -- helpers -----------------------------------------------------------------------------
@@ -98,7 +109,7 @@ class JobRunner:
             job.status = JobStatus.FAILED
             job.error = error
             job.estimated_finish = None
-            job.finished_at = int(time.time())
+            job.finished_at = int(self.c.clock())
             repo.add_event(s, job, event or error["message"], level="error")
             release(s, self.lease)
 
@@ -128,9 +139,10 @@ class JobRunner:
         try:
             job = self.write(lambda s, j: j)
             if job.status == JobStatus.VALIDATING_FILES:
-                job = self.validate(job)
-                if job is None:
-                    return
+                # The short lane's work ends here: a valid job is released as queued and the
+                # training lane claims it (worker/loop.py), so validation never waits for training.
+                self.validate(job)
+                return
             if job.status == JobStatus.PAUSED:
                 self.write(lambda s, j: release(s, self.lease))
                 return
@@ -172,6 +184,7 @@ class JobRunner:
             if j.status == JobStatus.VALIDATING_FILES:
                 j.status = JobStatus.QUEUED
             repo.add_event(s, j, "Files validated, moving job to queued state")
+            release(s, self.lease)  # the training lane claims it from the queue
             return j
 
         return self.write(_queued)
@@ -216,7 +229,7 @@ class JobRunner:
         def _running(s: Any, j: Job) -> Job:
             first = j.started_at is None
             j.status = JobStatus.RUNNING
-            j.started_at = j.started_at or int(time.time())
+            j.started_at = j.started_at or int(self.c.clock())
             if first:
                 repo.add_event(s, j, "Fine-tuning job started")
             else:
@@ -226,6 +239,7 @@ class JobRunner:
             return j
 
         job = self.write(_running)
+        self._safety_seconds = self._expected_safety_seconds(job)
         spec_path = self._spec(job, resume_from)
         self.child = TrainingChild(spec_path, self.job_dir / "child.log", secret=self._secret)
         try:
@@ -309,7 +323,8 @@ class JobRunner:
         eta = None
         if self._t_first is not None and step > self._t_first[1]:
             per_step = (time.monotonic() - self._t_first[0]) / (step - self._t_first[1])
-            eta = int(time.time() + per_step * (total - step))
+            # The model is published after the safety evaluation: its expected time counts too.
+            eta = int(self.c.clock() + per_step * (total - step) + self._safety_seconds)
 
         def _do(s: Any, j: Job) -> None:
             j.current_step = step
@@ -335,7 +350,7 @@ class JobRunner:
                         id=ids.checkpoint_id(),
                         job_id=j.id,
                         org_id=j.org_id,
-                        created_at=int(time.time()),
+                        created_at=int(self.c.clock()),
                         step_number=step,
                         epoch=int(ev.get("epoch", 0)),
                         model_name=name,
@@ -361,9 +376,33 @@ class JobRunner:
 
         self.write(_do)
 
+    def _expected_safety_seconds(self, job: Job) -> float:
+        """How long the safety evaluation after training should take (docs/safety.md); 0 when off."""
+        try:
+            return expected_safety_seconds(self.c, job.model)
+        except Exception:  # an estimate only: never fail the job over it
+            log.exception("job %s: estimating the safety evaluation failed", job.id)
+            return 0.0
+
+    def _safety_progress(self, done: int, total: int, started: float) -> None:
+        """One event per engine batch of answers, and ``estimated_finish`` from the evaluation's pace."""
+        # Before the first batch: the estimate; then the evaluation's own pace.
+        left = (time.monotonic() - started) / done * (total - done) if done > 0 else self._safety_seconds
+        eta = int(self.c.clock() + left)
+        data = {"phase": "safety_evaluation", "done": done, "total": total, "estimated_finish": eta}
+
+        def _do(s: Any, j: Job) -> None:
+            j.estimated_finish = eta
+            repo.add_event(s, j, f"Safety evaluation: {done}/{total} prompts answered", data=data)
+
+        self.write(_do)
+
     def _safety_gate(self, job: Job, adapter: Path, checks: dict[str, Any]) -> bool:
         """Run the post-training safety evaluation; fail the job (nothing billed) when it fails."""
-        verdict = evaluate_tuned_model(self.c, job, adapter)
+        started = time.monotonic()
+        verdict = evaluate_tuned_model(
+            self.c, job, adapter, on_progress=lambda done, total: self._safety_progress(done, total, started)
+        )
         if verdict is None:
             return True
         data = verdict.to_dict()
@@ -415,7 +454,7 @@ class JobRunner:
                     job_id=j.id,
                     base_model=j.model,
                     owned_by=j.org_id,
-                    created_at=int(time.time()),
+                    created_at=int(self.c.clock()),
                     adapter_path=str(ev["adapter_path"]),
                 )
             )
@@ -425,7 +464,7 @@ class JobRunner:
             # BILLING HOOK: the training record, in the same transaction that marks the job succeeded.
             self.c.usage.bill_training(s, j, j.trained_tokens)
             j.result_files = [results.id]
-            j.finished_at = int(time.time())
+            j.finished_at = int(self.c.clock())
             j.estimated_finish = None
             j.current_step = int(ev["step"])
             repo.add_event(s, j, f"New fine-tuned model created: {j.model_name}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,7 +64,3 @@ def validate_job_files(c: Container, job: Job) -> Validated:
     if spend_error is not None:
         return Validated(None, spend_error, billable)
     return Validated(resolved.to_dict(), None, billable)
-
-
-def now() -> int:
-    return int(time.time())

@@ -48,7 +48,7 @@ def job_object(job: Job, eval_gate: EvalGate | None = None) -> dict[str, Any]:
         "error": error,
         "seed": job.seed,
         "estimated_finish": job.estimated_finish if job.status == JobStatus.RUNNING else None,
-        "integrations": job.integrations,
+        "integrations": job.integrations or [],  # OpenAI answers [] when none was given
         "metadata": job.job_metadata,
         "user_provided_suffix": job.suffix,
         "usage_metrics": None,

@@ -21,7 +21,9 @@ from afinar.dashboard.jobform import LABELS, JobForm
 from afinar.dashboard.pricing import training_quote
 from afinar.dashboard.progress import SHOWN_EVENTS, all_events, last_losses, progress, series
 from afinar.errors import AfinarError, InvalidRequest, NotFound
+from afinar.services import audit
 from afinar.services.container import Container
+from afinar.worker.results import plain_csv
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 ACTIONS = ("cancel", "pause", "resume")
@@ -142,6 +144,24 @@ def job_metrics(request: Request, job_id: str, v: Viewer = Depends(viewer)) -> R
     data = series(all_events(c, v.org_id, job_id))
     return JSONResponse(
         {**data, "total_steps": job.total_steps, "status": job.status, "done": progress(job).done}
+    )
+
+
+@router.get("/jobs/{job_id}/results.csv")
+def job_results(request: Request, job_id: str, v: Viewer = Depends(viewer)) -> Response:
+    """The job's ``fine-tune-results`` CSV as plain text, whether the file is stored base64-encoded
+    (as OpenAI serves it, the default) or plain (``AFINAR_RESULTS_CSV_BASE64=false``)."""
+    c = container(request)
+    job = c.jobs.get(v.org_id, job_id)
+    if not job.result_files:
+        raise NotFound(f"The job {job_id} has no results file yet.")
+    file_id = str(job.result_files[0])
+    data = plain_csv(b"".join(c.files.content(v.org_id, file_id)))
+    audit.record(c.db, audit.FILE_DOWNLOADED, v.org_id, file_id, project_id=v.principal.project_id)
+    return Response(
+        data,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{job.id}-results.csv"'},
     )
 
 
