@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -27,13 +29,19 @@ from afinar.dashboard.router import router as dashboard
 from afinar.services.container import Container
 
 
-def create_app(container: Container) -> FastAPI:
+def create_app(container: Container, *, ready: threading.Event | None = None) -> FastAPI:
+    """The application. With ``ready``, every request but ``/health`` waits until it is set: ``afinar
+    serve`` opens the port at once and sets it when the ML stack is imported (catalog/ml_stack.py)."""
     app = FastAPI(title="Afinar", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.container = container
     errors.install(app)
 
     @app.middleware("http")
-    async def _request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def _each_request(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        while ready is not None and not ready.is_set() and request.url.path != "/health":
+            await asyncio.sleep(0.05)  # only in the first seconds of a process
         request.state.warnings = []  # api/deps.warn: what the request is told it did not get
         response = await call_next(request)
         response.headers.setdefault("x-request-id", "req_" + uuid.uuid4().hex)

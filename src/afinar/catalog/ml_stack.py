@@ -2,9 +2,10 @@
 
 Two threads of one process must not do either of these at the same time:
 
-* **import** transformers or peft for the first time. Both are lazy modules (a name is imported
-  when first touched) with circular imports inside; two threads importing them at once can see a
-  half-initialised module: ``ImportError: cannot import name 'AutoModel' from 'transformers'``.
+* **import** transformers (and what it pulls in: peft, scikit-learn) for the first time. It is a
+  lazy module (a name is imported when first touched) with circular imports inside; two threads
+  importing it at once can see it half-initialised: ``ImportError: cannot import name
+  'AutoModel' from 'transformers'``.
 * **load** a model (``from_pretrained``, ``from_config``, ``PeftModel.from_pretrained``). While it
   loads, transformers swaps process-wide functions (``PreTrainedModel.tie_weights``, torch's
   ``nn.init`` functions) for no-ops and puts them back afterwards; a second load interleaved with
@@ -12,8 +13,9 @@ Two threads of one process must not do either of these at the same time:
   meta tensors`` at the first generation) or restores the no-ops for good.
 
 ``import_ml_stack()`` imports everything the server imports lazily, once, under one process-wide
-lock; ``afinar serve`` calls it before it accepts requests. ``loading()`` holds the same lock around
-a model load, so loads never overlap. Tokenizer loads and inference need neither.
+lock. ``afinar serve`` runs it on one thread as it starts; until it is done requests wait (only
+``/health`` answers) and the worker and the warm-up have not started. ``loading()`` holds the same
+lock around a model load, so loads never overlap. Tokenizer loads and inference need neither.
 
 The API tier never calls these at import time, so it starts (and its tests run) without torch.
 """

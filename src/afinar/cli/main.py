@@ -73,18 +73,26 @@ def serve(
             f"[bold green]Created organisation '{settings.default_org_name}'.[/] Its API key "
             f"(shown once, keep it):\n  [bold]{generated}[/]"
         )
-    # Before any request or job can run: two first requests importing transformers on two threads
-    # at once fail (catalog/ml_stack.py). Costs the port a few seconds; the first request saves them.
-    console.print("Importing torch, transformers and peft…")
-    import_ml_stack()
     console.print(f"Afinar on http://{host}:{port}/v1  (data in {settings.data_dir.resolve()})")
-    if settings.warm_models:
-        threading.Thread(target=_warm_default_model, args=(c,), daemon=True).start()
     w = Worker(c) if worker and settings.embedded_worker else None
-    if w:
-        w.start()
+    ready = threading.Event()
+    api = create_app(c, ready=ready)  # requests wait for ``ready``; /health answers at once
+
+    def prepare() -> None:
+        """Import the ML stack on this one thread before any request, job or warm-up can: two
+        threads importing transformers at once fail (catalog/ml_stack.py). Then start them."""
+        try:
+            import_ml_stack()
+        finally:
+            ready.set()
+        if w and not w.stop.is_set():
+            w.start()
+        if settings.warm_models:
+            _warm_default_model(c)
+
+    threading.Thread(target=prepare, name="afinar-prepare", daemon=True).start()
     try:
-        uvicorn.run(create_app(c), host=host, port=port, log_level="info")
+        uvicorn.run(api, host=host, port=port, log_level="info")
     finally:
         if w:
             w.shutdown()

@@ -79,10 +79,10 @@ def criteria_of(ev: Eval) -> list[dict[str, str]]:
 
 def run_row(run: EvalRun) -> RunRow:
     counts = {k: int(run.result_counts.get(k, 0)) for k in ("total", "passed", "failed", "errored")}
-    graded = counts["passed"] + counts["failed"] + counts["errored"]
+    graded = report.graded(counts)  # errored items are neither passes nor failures
     rates = []
     for row in run.per_testing_criteria_results:
-        n = int(row["passed"]) + int(row["failed"]) + int(row.get("errored", 0))
+        n = report.graded(row)
         rate = report.criterion_rate(row) if n else None
         rates.append(CriterionRate(row["testing_criteria"], rate, int(row["passed"]), n))
     return RunRow(

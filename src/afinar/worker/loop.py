@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -177,10 +178,12 @@ class Worker:
             self._join(timeout=5.0)
 
     def _join(self, timeout: float) -> None:
-        # A lane in the middle of a job finishes that job's current call first; a training lane
-        # may outlive the wait, and its child dies with the process (PR_SET_PDEATHSIG).
+        """Wait, ``timeout`` seconds in all, for the lanes to stop. A lane in the middle of a job
+        finishes it first: a training lane may outlive the wait; its child dies with the process
+        (PR_SET_PDEATHSIG) and another worker resumes the job once the lease expires."""
+        deadline = time.monotonic() + timeout
         for t in self._lanes:
-            t.join(timeout)
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def start(self) -> threading.Thread:
         self._thread = threading.Thread(target=self.run_forever, name="afinar-worker", daemon=True)
@@ -189,6 +192,7 @@ class Worker:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         self.stop.set()
-        if self._thread is not None:
+        if self._thread is not None:  # run_forever joins its lanes on the way out
             self._thread.join(timeout)
-        self._join(timeout)
+        else:
+            self._join(timeout)
