@@ -107,14 +107,13 @@ def test_organization_and_project_headers(
 ) -> None:
     org = admin.admin.organization.projects.retrieve(project)  # any admin call: the key is valid
     assert org.id == project
-    wrong_org = sdk(http, BOOTSTRAP, **{"OpenAI-Organization": "org-someoneelse"})
-    with pytest.raises(openai.AuthenticationError) as err:
-        wrong_org.files.list()
-    assert err.value.code == "mismatched_organization"
+    # Headers naming nothing on this server are ignored (tests/api/test_org_headers.py covers them).
+    sdk(http, BOOTSTRAP, **{"OpenAI-Organization": "org-someoneelse"}).files.list()
     sdk(http, BOOTSTRAP, **{"OpenAI-Organization": "default"}).files.list()  # slug or id
 
+    default = next(p.id for p in admin.admin.organization.projects.list() if p.id != project)
     with pytest.raises(openai.AuthenticationError) as err:  # a project key is bound to its project
-        sdk(http, bot.api_key, **{"OpenAI-Project": "proj_other"}).files.list()
+        sdk(http, bot.api_key, **{"OpenAI-Project": default}).files.list()
     assert err.value.code == "mismatched_project"
     sdk(http, bot.api_key, **{"OpenAI-Project": project}).files.list()
 
@@ -123,5 +122,4 @@ def test_organization_and_project_headers(
     fid = there.files.create(file=chat_file(tmp_path / "h.jsonl", 3).open("rb"), purpose="fine-tune").id
     assert [f.id for f in bot.files.list()] == [fid]
     assert fid not in [f.id for f in admin.files.list()]
-    with pytest.raises(openai.AuthenticationError):
-        sdk(http, BOOTSTRAP, **{"OpenAI-Project": "proj_nope"}).files.list()
+    assert fid not in [f.id for f in sdk(http, BOOTSTRAP, **{"OpenAI-Project": "proj_nope"}).files.list()]

@@ -88,18 +88,21 @@ def convert_gguf(source: Path, out: Path, *, chat_template: str | None = None) -
     """Dequantize ``source`` (a GGUF file) into ``out`` as safetensors + tokenizer + configs."""
     import json
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from afinar.catalog.ml_stack import loading
 
-    folder, name = str(source.parent), source.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    config = quantized.config
-    config.quantization_config = None
-    if hasattr(config, "__dict__"):
-        config.__dict__.pop("quantization_config", None)
-    clean_config = type(config).from_dict(_plain_config(config))
-    clean = AutoModelForCausalLM.from_config(clean_config, dtype=torch.float32)
+    with loading():  # one model load at a time per process (catalog/ml_stack.py)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+        folder, name = str(source.parent), source.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        config = quantized.config
+        config.quantization_config = None
+        if hasattr(config, "__dict__"):
+            config.__dict__.pop("quantization_config", None)
+        clean_config = type(config).from_dict(_plain_config(config))
+        clean = AutoModelForCausalLM.from_config(clean_config, dtype=torch.float32)
     missing, unexpected = clean.load_state_dict(quantized.state_dict(), strict=False)
     missing = [k for k in missing if not _is_tied(clean, k)]
     if missing or unexpected:

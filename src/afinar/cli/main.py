@@ -125,6 +125,9 @@ def worker_cmd() -> None:
         f"Afinar worker started: {s.worker_training_slots} training and {s.worker_short_slots} "
         "short-work (validation, eval run) threads; Ctrl-C to stop."
     )
+    from afinar.catalog.ml_stack import import_ml_stack
+
+    import_ml_stack()  # on this thread, before any lane can import it (catalog/ml_stack.py)
     try:
         Worker(c).run_forever()
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from afinar.catalog.ml_stack import import_ml_stack, loading
 from afinar.errors import NotFound, ServerError
 from afinar.inference.multilora import MixedLoRA
 from afinar.inference.text import TokenTexts
@@ -100,6 +101,7 @@ def _eos_ids(tokenizer: Any, *dirs: Path) -> frozenset[int]:
 
 
 def _load_vocab(path: Path, *eos_dirs: Path) -> Vocab:
+    import_ml_stack()
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -142,11 +144,12 @@ class ModelStore:
         return loaded
 
     def _load_base(self, path: Path, key: str) -> LoadedBase:
-        from transformers import AutoModelForCausalLM
-
         if not (path / "config.json").is_file():
             raise NotFound(f"model weights not found at {path}", code="model_not_found")
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True)
+        with loading():  # one model load at a time per process (catalog/ml_stack.py)
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True)
         model.eval()
         model.requires_grad_(False)
         max_positions = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
@@ -190,12 +193,12 @@ class ModelStore:
 
     def _load_adapter_from(self, base: LoadedBase, source: Path, path: Path, key: str) -> LoadedAdapter:
         """Load the adapter files in ``source``; ``path`` (and ``key``) is what it is known by."""
-        from peft import PeftModel
-
         if not (source / "adapter_config.json").is_file():
             raise NotFound(f"adapter not found at {path}", code="model_not_found")
         name = "a" + hashlib.sha1(key.encode()).hexdigest()[:16]
-        with warnings.catch_warnings():
+        with loading(), warnings.catch_warnings():  # one model load at a time (catalog/ml_stack.py)
+            from peft import PeftModel
+
             warnings.simplefilter("ignore", FutureWarning)
             if base.peft is None:
                 base.peft = PeftModel.from_pretrained(

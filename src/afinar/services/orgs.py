@@ -163,7 +163,7 @@ def authenticate(
         is_admin = key.kind == "admin"
         default_id = admin_repo.default_project_id(s, org.id)
         if project and project != key.project_id:
-            owner = _project_org(s, project)
+            owner = admin_repo.project_org_id(s, project)
             if owner is None:
                 ignored.append(PROJECT_HEADER)
                 project = None
@@ -193,12 +193,6 @@ def authenticate(
             in_default_project=row.id == default_id,
             ignored_headers=tuple(ignored),
         )
-
-
-def _project_org(s: Session, project_id: str) -> str | None:
-    """The organisation of a project of any organisation; None when no such project exists."""
-    org_id: str | None = s.query(Project.org_id).filter(Project.id == project_id).scalar()
-    return org_id
 
 
 def _owner_role(s: Session, key: ApiKey, org_id: str, project_id: str) -> tuple[str, str | None]:

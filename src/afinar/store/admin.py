@@ -103,6 +103,11 @@ def get_project(s: Session, org_id: str, project_id: str) -> Project | None:
     return s.scalar(select(Project).where(Project.org_id == org_id, Project.id == project_id))
 
 
+def project_org_id(s: Session, project_id: str) -> str | None:
+    """The organisation of a project of any organisation; None when no such project exists."""
+    return s.scalar(select(Project.org_id).where(Project.id == project_id))
+
+
 def default_project_id(s: Session, org_id: str) -> str | None:
     return s.scalar(select(Project.id).where(Project.org_id == org_id).order_by(Project.seq).limit(1))
 

@@ -24,6 +24,9 @@ class Validated:
 
 
 def load_tokenizer(base_path: Path) -> Any:
+    from afinar.catalog.ml_stack import import_ml_stack
+
+    import_ml_stack()  # never import transformers on two threads at once (catalog/ml_stack.py)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(base_path))
