@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-calendar lint install clean bench browser
+.PHONY: serve test test-calendar lint docs install clean bench browser
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found"; exit 1; }
@@ -46,6 +46,13 @@ browser:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	@# docs/cli.md is generated from the Typer app: it must match the code (`make docs` rewrites it).
+	@$(CLI_DOCS) --output $(VENV)/cli.md >/dev/null
+	@diff -u docs/cli.md $(VENV)/cli.md || { echo "docs/cli.md is stale: run make docs"; exit 1; }
+
+CLI_DOCS = $(VENV)/bin/typer afinar.cli.main utils docs --name afinar
+docs: $(STAMP)
+	$(CLI_DOCS) --output docs/cli.md
 
 clean:
 	rm -rf $(VENV) .afinar .pytest_cache
