@@ -23,7 +23,7 @@ serve: $(STAMP)
 	$(VENV)/bin/afinar serve
 
 test: $(STAMP) browser
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 # The date-sensitive tiers again, with the process clock just before a year's end (and, for the
 # tiers that train no model, a month's end): no test may pass or fail with the calendar. Tests
