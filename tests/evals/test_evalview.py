@@ -40,7 +40,7 @@ def test_run_row_rates_and_an_unstarted_run() -> None:
     assert row.running and (row.completed, row.total) == (2, 4)
     assert row.pass_rate == 1.0  # over the graded items, like the API's: the errored one is left out
     assert [(c.name, c.rate, c.passed, c.graded) for c in row.criteria] == [
-        ("exact", 1.0, 1, 2),
+        ("exact", 1.0, 1, 1),  # the errored result is not graded
         ("late", None, 0, 0),  # nothing graded yet: no rate, not 0%
     ]
     run.result_counts = {"total": 4, "passed": 0, "failed": 0, "errored": 0}
