@@ -46,12 +46,18 @@ class Server:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout: float = 60) -> Server:
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start ``afinar serve`` on an (empty or existing) data directory; do not wait for it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "afinar", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
+        return self.proc
+
+    def start(self, timeout: float = 60) -> Server:
+        self.spawn()
+        assert self.proc is not None
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -111,14 +117,10 @@ def start_listening(server: Server, timeout: float = 120) -> Server:
 
     For tests of what happens to the very first requests of a fresh process.
     """
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    with server.log.open("ab") as log:
-        server.proc = subprocess.Popen(
-            [sys.executable, "-m", "afinar", "serve"], env=server.env, stdout=log, stderr=subprocess.STDOUT
-        )
+    proc = server.spawn()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
+        if proc.poll() is not None:
             raise RuntimeError(f"server exited early:\n{server.log.read_text()[-3000:]}")
         if port_open(server.port):
             return server
