@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from typing import Any, TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from afinar.api import ratelimit
+from afinar.errors import InvalidRequest
 from afinar.services import admin, audit
 from afinar.services.container import Container
 from afinar.services.orgs import ORGANIZATION_HEADER, Principal, authenticate
@@ -20,6 +24,42 @@ log = logging.getLogger("afinar.api")
 WARNING_HEADER = "Afinar-Warning"
 _PRINTABLE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _LOGGED_MAX = 4096  # distinct (key, header, value) warnings logged per process before starting over
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object (an empty body is ``{}``); anything else is a clear 400.
+
+    Routes take the raw object through this and validate it with ``parse_body`` so that FastAPI's
+    own 422 never reaches a client and every error uses OpenAI's envelope.
+    """
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def parse_body(model: type[M], body: dict[str, Any]) -> M:
+    """Validate ``body`` with a request model of ``api/schemas/``; the first problem becomes a 400
+    ``invalid_request_error`` naming the parameter (``param``), as OpenAI reports it."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first.get("loc", ())) or None
+        reason = str(first.get("msg", "invalid value"))
+        if isinstance(first.get("ctx", {}).get("error"), InvalidRequest):
+            raise first["ctx"]["error"] from None  # a validator's own error, message and param as raised
+        message = f"Invalid value for '{param}': {reason}" if param else f"Invalid request: {reason}"
+        raise InvalidRequest(message, param=param) from None
 
 
 def get_container(request: Request) -> Container:

@@ -7,8 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from afinar.api.deps import get_container, get_principal
-from afinar.api.routes.jobs import json_body
+from afinar.api.deps import get_container, get_principal, json_body
 from afinar.api.schemas.evals import (
     eval_list,
     eval_object,

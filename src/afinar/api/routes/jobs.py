@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from afinar.api.deps import get_container, get_principal
+from afinar.api.deps import get_container, get_principal, json_body
 from afinar.api.schemas.jobs import checkpoint_list, event_list, job_list, job_object
-from afinar.errors import InvalidRequest
 from afinar.services.container import Container
 from afinar.services.orgs import Principal
 from afinar.store.tables import Job
 
 router = APIRouter(tags=["fine-tuning"])
 
-
-async def json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    return body
 
 
 def _out(c: Container, job: Job) -> dict[str, Any]:

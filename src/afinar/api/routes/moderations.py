@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from afinar.api.deps import get_container, get_principal
+from afinar.api.deps import get_container, get_principal, json_body
 from afinar.api.schemas.moderations import moderation_object, parse_request
-from afinar.errors import InvalidRequest, ServerError
+from afinar.errors import ServerError
 from afinar.safety.moderation import ModerationEngine, build_moderation_engine
 from afinar.services.container import Container
 from afinar.services.orgs import Principal
@@ -19,16 +18,6 @@ from afinar.services.orgs import Principal
 router = APIRouter(tags=["moderations"])
 _build_lock = threading.Lock()
 
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise InvalidRequest("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    return body
 
 
 def moderation_engine(request: Request, container: Container) -> ModerationEngine:
@@ -50,7 +39,7 @@ def moderation_engine(request: Request, container: Container) -> ModerationEngin
 @router.post("/moderations")
 async def create_moderation(
     request: Request,
-    body: dict[str, Any] = Depends(_json_body),
+    body: dict[str, Any] = Depends(json_body),
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:

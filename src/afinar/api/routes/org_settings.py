@@ -11,8 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
-from afinar.api.deps import get_container, get_principal
-from afinar.api.routes.jobs import json_body
+from afinar.api.deps import get_container, get_principal, json_body
 from afinar.errors import PermissionDenied
 from afinar.services import org_settings
 from afinar.services.container import Container

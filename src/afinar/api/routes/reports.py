@@ -6,8 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from afinar.api.deps import get_container, get_principal
-from afinar.api.routes.jobs import json_body
+from afinar.api.deps import get_container, get_principal, json_body
 from afinar.services.container import Container
 from afinar.services.orgs import Principal
 

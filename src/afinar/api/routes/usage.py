@@ -16,8 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from afinar.api.deps import get_container, get_principal
-from afinar.api.routes.jobs import json_body
+from afinar.api.deps import get_container, get_principal, json_body
 from afinar.api.schemas import usage as schema
 from afinar.errors import InvalidRequest
 from afinar.services.container import Container
