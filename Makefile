@@ -45,8 +45,11 @@ browser:
 	  else echo "warning: chromium not found; the browser test will skip (apt-get install chromium)"; fi; }
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
+	@# The layers and library boundaries (pyproject.toml [tool.importlinter]), then no import loop at all.
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) tools/import_cycles.py
 	@# docs/cli.md is generated from the Typer app: it must match the code (`make docs` rewrites it).
 	@$(CLI_DOCS) --output $(VENV)/cli.md >/dev/null
 	@diff -u docs/cli.md $(VENV)/cli.md || { echo "docs/cli.md is stale: run make docs"; exit 1; }

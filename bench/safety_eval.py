@@ -1,6 +1,6 @@
 """Wall time of the post-training safety evaluation on a real base model.
 
-Runs what the worker's gate runs (``worker/gates.py``): the operator's prompt set, every prompt
+Runs what the worker's gate runs (``services/safety_gate.py``): the operator's prompt set, every prompt
 to the base and to the tuned model through the serving engine (greedy,
 ``AFINAR_SAFETY_EVAL_MAX_NEW_TOKENS`` new tokens), keyword refusal classification and the
 published rule, with the default settings unless told otherwise.
@@ -49,7 +49,6 @@ def main() -> None:
     from afinar.inference.types import GenerationRequest, SamplingParams
     from afinar.safety.prompt_sets import load_prompt_set
     from afinar.services.container import Container
-    from afinar.worker.gates import run_safety_evaluation
 
     with tempfile.TemporaryDirectory() as tmp:
         subset: Path | None = None
@@ -94,7 +93,7 @@ def main() -> None:
         runs = []
         for attempt in ("cold", "warm"):  # warm: the base's outcomes come from the cache
             t0 = time.perf_counter()
-            verdict = run_safety_evaluation(c, args.model, "tuned" if adapter else "base-again", adapter)
+            verdict = c.safety_gate.run_evaluation(args.model, "tuned" if adapter else "base-again", adapter)
             runs.append((attempt, time.perf_counter() - t0, verdict))
         n = verdict.n_forbidden + verdict.n_allowed
         out: dict[str, Any] = {

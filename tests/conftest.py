@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny base model, a migrated container, and the official SDK in-process."""
+"""Shared fixtures: a tiny base model, a migrated container, the official SDK in-process, the
+databases (tests/support/db.py), and the guard that keeps every test off the network."""
 
 from __future__ import annotations
 
@@ -9,9 +10,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import socket_guard
+from tests.support.db import db, db_url  # noqa: F401  (fixtures: SQLite, then PostgreSQL)
 from tests.support.tiny_model import build_tiny_model, write_catalog
 
+# Never the Hugging Face hub: set before anything imports huggingface_hub; servers and training
+# children inherit it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 TINY = "tiny-llama"
+
+
+@pytest.fixture(autouse=True)
+def _no_outbound_network() -> Iterator[None]:
+    """Fail a test that tried a non-loopback connection, even if its code swallowed the error."""
+    yield
+    socket_guard.fail_if_blocked()
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +75,7 @@ def container(settings):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def app(container):  # type: ignore[no-untyped-def]
-    from afinar.api.app import create_app
+    from afinar.server import create_app
 
     return create_app(container)
 
@@ -94,6 +109,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    socket_guard.install()
+    config.add_cleanup(socket_guard.uninstall)
     when = config.getoption("--wall-clock")
     if when:
         import time_machine

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from afinar.services.orgs import create_org
 from afinar.store.tables import AuditLog
-from tests.api.test_jobs import run_worker
 from tests.conftest import TINY
 from tests.support.data import chat_file
+from tests.support.worker import run_worker
 
 
 def jsonl(zf: zipfile.ZipFile, name: str) -> list[dict[str, Any]]:

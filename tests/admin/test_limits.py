@@ -15,7 +15,6 @@ from afinar.queue.leases import claim
 from afinar.services.filenames import clean_filename
 from tests.admin.conftest import sdk
 from tests.conftest import TINY
-from tests.store.conftest import db, db_url  # noqa: F401  (SQLite and PostgreSQL)
 from tests.support.data import chat_file
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "afinar"
@@ -153,7 +152,7 @@ def test_weights_load_from_safetensors_only() -> None:
     assert problems == []
 
 
-def test_racing_workers_never_exceed_the_limit(db: Any) -> None:  # noqa: F811  (SQLite and PostgreSQL)
+def test_racing_workers_never_exceed_the_limit(db: Any) -> None:  # SQLite and PostgreSQL
     """Eight workers claim at once from one organisation's six jobs with a limit of two."""
     import threading
 

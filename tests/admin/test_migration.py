@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
-from afinar.store.db import MIGRATIONS, Database
-from afinar.store.tables import Base
-from tests.store.conftest import db_url  # noqa: F401  (SQLite and PostgreSQL)
+from tests.support.migrations import column_names, database, downgrade, schema_diff, table_names, upgraded
 
 MINE = ("org_users", "project_members", "service_accounts", "audit_logs")
 KEY_COLUMNS = {"kind", "role", "owner_type", "owner_id"}
 
 
-def test_admin_migration_matches_the_tables_and_downgrades(db_url: str) -> None:  # noqa: F811
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.config import Config
-    from alembic.migration import MigrationContext
-
-    db = Database(db_url)
-    try:
+def test_admin_migration_matches_the_tables_and_downgrades(db_url: str) -> None:  # SQLite, PostgreSQL
+    with database(db_url) as db:
         db.migrate()
-        with db.engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-        assert [d for d in diff if any(name in repr(d) for name in (*MINE, "api_keys"))] == []
+        assert schema_diff(db, *MINE, "api_keys") == []
         with db.engine.begin() as conn:
             conn.execute(
                 text(
@@ -36,31 +26,16 @@ def test_admin_migration_matches_the_tables_and_downgrades(db_url: str) -> None:
         for sql in ("UPDATE audit_logs SET type = 'x'", "DELETE FROM audit_logs"):
             with pytest.raises(DatabaseError), db.engine.begin() as conn:
                 conn.execute(text(sql))
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0005_admin-1")  # this branch only
-        with db.engine.connect() as conn:
-            assert not set(MINE) & set(inspect(conn).get_table_names())
-            assert not KEY_COLUMNS & {c["name"] for c in inspect(conn).get_columns("api_keys")}
+        downgrade(db, "0005_admin-1")  # this branch only
+        assert not set(MINE) & table_names(db)
+        assert not KEY_COLUMNS & column_names(db, "api_keys")
         db.migrate()
-    finally:
-        db.dispose()
 
 
 def test_existing_keys_become_admin_owner_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A database made before 0005: its keys (each an organisation's first) become admin keys."""
-    from alembic import command
-    from alembic.config import Config
-
-    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
-    try:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0001")
+    with database(f"sqlite:///{tmp_path / 'old.db'}") as db:
+        with upgraded(db, "0001") as conn:
             conn.execute(
                 text("INSERT INTO organizations (id, name, slug, created_at) VALUES ('org-1', 'o', 'o', 0)")
             )
@@ -73,5 +48,3 @@ def test_existing_keys_become_admin_owner_keys(tmp_path) -> None:  # type: ignor
         db.migrate()
         with db.engine.connect() as conn:
             assert conn.execute(text("SELECT kind, role FROM api_keys")).one() == ("admin", "owner")
-    finally:
-        db.dispose()

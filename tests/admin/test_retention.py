@@ -14,7 +14,6 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from afinar.clock import FixedClock
-from afinar.services import retention
 from afinar.store.tables import AuditLog, File
 from afinar.worker.loop import Worker
 from tests.conftest import TINY
@@ -75,9 +74,9 @@ def test_retention_sweeps_old_files_but_waits_for_running_work(
     clock = FixedClock(time.time() + 31 * DAY)
     container.clock = clock
 
-    assert retention.sweep(container) == []  # no retention set, no default: keep forever
-    retention.set_days(container.db, org, 30)
-    assert retention.sweep(container) == [old]  # the job still validating holds "busy"
+    assert container.retention.sweep() == []  # no retention set, no default: keep forever
+    container.retention.set_days(org, 30)
+    assert container.retention.sweep() == [old]  # the job still validating holds "busy"
     with pytest.raises(openai.NotFoundError):
         client.files.retrieve(old)
     assert client.files.retrieve(busy).id == busy
@@ -88,10 +87,10 @@ def test_retention_sweeps_old_files_but_waits_for_running_work(
 
     fresh = upload(client, tmp_path, "fresh.jsonl")
     clock.set(time.time() + 29 * DAY)
-    assert retention.sweep(container) == []  # not 30 days old yet
+    assert container.retention.sweep() == []  # not 30 days old yet
     clock.set(time.time() + 100 * DAY)
-    retention.set_days(container.db, org, 0)  # off: forever, whatever the default
-    assert retention.sweep(container) == []
+    container.retention.set_days(org, 0)  # off: forever, whatever the default
+    assert container.retention.sweep() == []
     assert client.files.retrieve(fresh).id == fresh
 
     with container.db.session() as s:
@@ -108,9 +107,9 @@ def test_operator_default_applies_to_organisations_without_a_setting(
     fid = upload(client, tmp_path, "a.jsonl")
     container.settings.file_retention_days = 7
     container.clock = FixedClock(time.time() + 6 * DAY)
-    assert retention.sweep(container) == []
+    assert container.retention.sweep() == []
     container.clock = FixedClock(time.time() + 8 * DAY)
-    assert retention.sweep(container) == [fid]
+    assert container.retention.sweep() == [fid]
 
 
 def test_files_of_active_eval_runs_are_in_use() -> None:
@@ -123,10 +122,11 @@ def test_files_of_active_eval_runs_are_in_use() -> None:
 
 @pytest.mark.parametrize("value", [-1, 1.5, "30", True, 40000])
 def test_bad_retention_values_are_refused(value: Any) -> None:
+    from afinar.api.schemas.settings import parse_days
     from afinar.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest):
-        retention.parse_days(value)
+        parse_days(value)
 
 
 def test_cli_sets_retention(tmp_path: Path, tiny_catalog: Path) -> None:
@@ -171,11 +171,11 @@ def test_a_queued_eval_run_keeps_its_data_file(client: openai.OpenAI, container:
     source = {"type": "jsonl", "source": {"type": "file_id", "id": fid}}
     run = client.evals.runs.create(ev.id, data_source=source)  # type: ignore[arg-type]
     assert run.status == "queued"
-    retention.set_days(container.db, org_of(container), 1)
+    container.retention.set_days(org_of(container), 1)
     container.clock = FixedClock(time.time() + 2 * DAY)
-    assert retention.sweep(container) == []
+    assert container.retention.sweep() == []
     client.evals.runs.cancel(run.id, eval_id=ev.id)
-    assert retention.sweep(container) == [fid]
+    assert container.retention.sweep() == [fid]
 
 
 def org_of(container: Any) -> str:

@@ -82,15 +82,12 @@ def test_service_account_role_and_role_none(admin: openai.OpenAI, project: str) 
 
 def test_user_roles(admin: openai.OpenAI, project: str, container: Any, http: Any) -> None:
     """Org role reader caps a user's keys at reader; removing the user from the project revokes them."""
-    from afinar.services.admin import AdminService
-
     org = admin.admin.organization
-    a = AdminService(container)
     org_id = a_org(container)
-    ana = a.add_user(org_id, "Ana@Example.com", name="Ana", role="reader")
+    ana = container.users.add_user(org_id, "Ana@Example.com", name="Ana", role="reader")
     member = org.projects.users.create(project, user_id=ana.id, role="member")
     assert (member.id, member.role, member.email) == (ana.id, "member", "ana@example.com")
-    _, secret = a.create_key(
+    _, secret = container.api_keys.create_key(
         org_id, kind="project", name="ana", project_id=project, owner_type="user", owner_id=ana.id
     )
     ana_sdk = sdk(http, secret)

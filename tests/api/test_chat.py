@@ -1,10 +1,11 @@
-"""Chat completions through the official SDK, in-process, on the tiny model (and a scripted engine)."""
+"""Chat completions through the official SDK, in-process: on the tiny model where the answer
+matters, on the echo engine where only the wire does (and on a scripted engine)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,31 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from afinar.errors import RateLimited, ServerError
 from afinar.inference.engine import collect
 from afinar.inference.types import Delta, Event, Finished, GenerationRequest, GenerationResult, Started
+from tests.support.echo_engine import EchoEngine
 
 MODEL = "tiny-llama"
 HELLO = [{"role": "user", "content": "Which wheels should I buy?"}]
 EOS_ID = "2"  # <|im_end|> in the tiny tokenizer
 NO_EOS = {"logit_bias": {EOS_ID: -100}}
+ECHO = pytest.mark.parametrize("engine", ["echo"], indirect=True)  # the wire only: no model needed
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest) -> EchoEngine | None:
+    """None: the built-in engine on the tiny model; ``@ECHO``: the echo engine."""
+    return EchoEngine() if getattr(request, "param", None) == "echo" else None
+
+
+@pytest.fixture
+def container(settings: Any, engine: EchoEngine | None) -> Iterator[Any]:
+    from afinar.services.container import Container
+    from afinar.services.orgs import bootstrap
+
+    c = Container(settings, engine=engine)
+    c.migrate()
+    bootstrap(c.db, settings.default_org_name, settings.bootstrap_api_key)
+    yield c
+    c.close()
 
 
 def sse(http: Any, key: str, **body: Any) -> list[Any]:
@@ -109,6 +130,7 @@ def test_stream_helper(client: openai.OpenAI) -> None:
     assert final.choices[0].finish_reason == "stop"
 
 
+@ECHO
 def test_stream_wire_format_without_usage(http: Any, settings: Any) -> None:
     events = sse(http, settings.bootstrap_api_key, max_tokens=3, **NO_EOS)
     assert events[-1] == "[DONE]"
@@ -121,6 +143,7 @@ def test_stream_wire_format_without_usage(http: Any, settings: Any) -> None:
     assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
 
 
+@ECHO
 def test_stream_include_usage(http: Any, settings: Any) -> None:
     events = sse(
         http, settings.bootstrap_api_key, max_tokens=3, n=2, stream_options={"include_usage": True}, **NO_EOS
@@ -133,6 +156,7 @@ def test_stream_include_usage(http: Any, settings: Any) -> None:
     assert {c.choices[0].index for c in normal} == {0, 1}
 
 
+@ECHO
 def test_async_client_create_and_stream(app: Any, settings: Any) -> None:
     async def main() -> tuple[str, str]:
         transport = httpx.ASGITransport(app=app)
@@ -156,6 +180,7 @@ def test_async_client_create_and_stream(app: Any, settings: Any) -> None:
     assert whole == streamed
 
 
+@ECHO
 def test_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as err:
         client.chat.completions.create(model="no-such-model", messages=HELLO)
@@ -200,14 +225,14 @@ def test_fine_tuned_adapter_is_served(
 
     adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", seed=5)
     name = "ft:tiny-llama:default::abcd1234"
-    original = container.resolve_servable
+    original = container.chat.resolve_servable
 
     def resolve(org_id: str, model: str) -> ServableModel:
         if model == name:
             return ServableModel(name, MODEL, tiny_model_dir, adapter, org_id, 0)
         return original(org_id, model)
 
-    monkeypatch.setattr(container, "resolve_servable", resolve)
+    monkeypatch.setattr(container.chat, "resolve_servable", resolve)
     base = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=6, temperature=0, **NO_EOS)
     tuned = client.chat.completions.create(model=name, messages=HELLO, max_tokens=6, temperature=0, **NO_EOS)
     assert tuned.model == name
@@ -217,14 +242,14 @@ def test_fine_tuned_adapter_is_served(
 # --- a scripted engine for tool calls and failures --------------------------------------------
 
 
-class ScriptedEngine:
+class ScriptedEngine(EchoEngine):
     """Answers every request with a fixed text, optionally failing before or after the first piece."""
 
     def __init__(self, text: str, fail_before: Exception | None = None, fail_after: Exception | None = None):
+        super().__init__()
         self.text, self.fail_before, self.fail_after = text, fail_before, fail_after
-        self.requests: list[GenerationRequest] = []
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         self.requests.append(request)
         if self.fail_before is not None:
             raise self.fail_before

@@ -13,9 +13,9 @@ from typing import Any
 import openai
 import pytest
 
-from tests.api.test_jobs import run_worker
 from tests.conftest import TINY
 from tests.support.data import chat_file
+from tests.support.worker import run_worker
 
 
 @pytest.fixture
@@ -32,13 +32,15 @@ def foreign(client: openai.OpenAI, container, tmp_path: Path) -> dict[str, str]:
     with container.db.session() as s:
         project = default_project(s, job.organization_id)
         assert project is not None
-    from afinar.services.admin import AdminService
     from afinar.services.orgs import authenticate
+    from afinar.services.projects import NewMember
+    from afinar.services.service_accounts import NewServiceAccount
 
-    admin, org = AdminService(container), job.organization_id
-    account, key, _ = admin.create_service_account(org, project.id, {"name": "bot"})
-    user = admin.add_user(org, "ana@example.com", role="owner")
-    admin.add_member(org, project.id, {"user_id": user.id, "role": "member"})
+    org = job.organization_id
+    accounts = container.service_accounts
+    account, key, _ = accounts.create_service_account(org, project.id, NewServiceAccount("bot"))
+    user = container.users.add_user(org, "ana@example.com", role="owner")
+    container.projects.add_member(org, project.id, NewMember("member", user_id=user.id))
     assert key is not None
     return {
         "file_id": fid,

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import TINY
 from tests.support.data import chat_example, chat_file, write_jsonl
+from tests.support.worker import run_worker
 
 
 @pytest.fixture
@@ -17,14 +18,6 @@ def train_id(client: openai.OpenAI, tmp_path: Path) -> str:
     return client.files.create(
         file=chat_file(tmp_path / "train.jsonl", 12).open("rb"), purpose="fine-tune"
     ).id
-
-
-def run_worker(container) -> None:  # type: ignore[no-untyped-def]
-    from afinar.worker.loop import Worker
-
-    w = Worker(container)
-    while w.run_once():
-        pass
 
 
 def test_create_returns_validating_files_with_every_field(client: openai.OpenAI, train_id: str) -> None:

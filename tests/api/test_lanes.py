@@ -17,9 +17,9 @@ import openai
 from afinar.services.orgs import create_org
 from afinar.worker.loop import Worker
 from tests.conftest import TINY
-from tests.e2e.server import wait_for
 from tests.evals.conftest import EXACT_MATCH, jsonl_source, make_eval
 from tests.support.data import chat_file
+from tests.support.wait import wait_for
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 

@@ -8,9 +8,9 @@ from typing import Any
 import openai
 import pytest
 
-from tests.api.test_jobs import run_worker
 from tests.conftest import TINY
 from tests.support.data import chat_example, chat_file, write_jsonl
+from tests.support.worker import run_worker
 
 
 def report(client: openai.OpenAI, file_id: str, **query: Any) -> dict[str, Any]:

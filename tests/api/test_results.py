@@ -9,10 +9,10 @@ from typing import Any
 
 import openai
 
-from tests.api.test_jobs import run_worker
 from tests.browser.test_dashboard_pages import sign_in
 from tests.conftest import TINY
 from tests.support.data import chat_file
+from tests.support.worker import run_worker
 
 HEADER = "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"
 

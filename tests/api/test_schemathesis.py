@@ -32,10 +32,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.api.test_jobs import run_worker
 from tests.conftest import TINY
 from tests.evals.conftest import EXACT_MATCH, make_eval
 from tests.support.data import chat_file
+from tests.support.worker import run_worker
 
 AUTH = {"authorization": "Bearer sk-test-key"}
 EXCLUDED = {"/health"}
@@ -64,7 +64,8 @@ BODIES = st.dictionaries(st.sampled_from(BODY_FIELDS), JSON, max_size=4)
 @pytest.fixture
 def known(client: openai.OpenAI, container: Any, tmp_path: Path) -> dict[str, str]:
     """Real objects of the caller's organisation, by path parameter name."""
-    from afinar.services.admin import AdminService
+    from afinar.services.projects import NewMember
+    from afinar.services.service_accounts import NewServiceAccount
     from afinar.store.orgs import default_project
 
     fid = client.files.create(file=chat_file(tmp_path / "t.jsonl", 10).open("rb"), purpose="fine-tune").id
@@ -80,11 +81,12 @@ def known(client: openai.OpenAI, container: Any, tmp_path: Path) -> dict[str, st
     with container.db.session() as s:
         project = default_project(s, job.organization_id)
         assert project is not None
-    admin, org = AdminService(container), job.organization_id
-    account, key, _ = admin.create_service_account(org, project.id, {"name": "bot"})
-    user = admin.add_user(org, "ana@example.com", role="reader")
-    admin.add_member(org, project.id, {"user_id": user.id, "role": "member"})
-    extra_admin, _ = admin.create_key(org, kind="admin", name="spare", role="owner")
+    org = job.organization_id
+    accounts = container.service_accounts
+    account, key, _ = accounts.create_service_account(org, project.id, NewServiceAccount("bot"))
+    user = container.users.add_user(org, "ana@example.com", role="reader")
+    container.projects.add_member(org, project.id, NewMember("member", user_id=user.id))
+    extra_admin, _ = container.api_keys.create_key(org, kind="admin", name="spare", role="owner")
     assert key is not None
     return {
         "file_id": fid,

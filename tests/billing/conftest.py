@@ -9,7 +9,6 @@ import openai
 import pytest
 
 from afinar.clock import FixedClock
-from tests.store.conftest import db_url  # noqa: F401  (SQLite and PostgreSQL, as the store tests)
 
 # 2026-11-25 10:00:00 UTC (the month ends six days later).
 DAY0 = 1_795_600_800 - 1_795_600_800 % 86_400
@@ -47,7 +46,7 @@ def admin(http, settings) -> openai.OpenAI:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def any_db(db_url: str, tmp_path: Path, tiny_catalog: Path) -> Iterator[object]:  # noqa: F811
+def any_db(db_url: str, tmp_path: Path, tiny_catalog: Path) -> Iterator[object]:
     """A migrated container on SQLite, then on PostgreSQL, with a fixed clock."""
     from afinar.config import Settings
     from afinar.services.container import Container

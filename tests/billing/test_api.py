@@ -15,7 +15,7 @@ from openai.types.admin.organization import (
 )
 from openai.types.admin.organization.projects import ProjectSpendLimit, ProjectSpendLimitDeleted
 
-from afinar import billing, ids
+from afinar import ids
 from afinar.services.orgs import Principal
 from afinar.store import orgs as orgs_repo
 from afinar.store.tables import ApiKey, Job, Project
@@ -81,7 +81,7 @@ def usage(container: Any, clock: Any, principal: Principal) -> dict[str, Any]:
     ]
     for i, (offset, who, model, prompt, completion) in enumerate(calls):
         clock.set(T0 + offset)
-        billing.record_inference(container, who, f"chatcmpl-{i}", model, TINY, prompt, completion)
+        container.usage.record_inference(who, f"chatcmpl-{i}", model, TINY, prompt, completion)
     clock.set(T0 + 120)
     train(container, principal, "ftjob-a", 1_500)
     clock.set(T0 + DAY + 10)

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from afinar import billing
 from afinar.errors import QuotaExceeded
 from afinar.services.orgs import Principal, authenticate
-from afinar.services.usage import UsageQuery
+from afinar.services.usage_reports import UsageQuery
 from afinar.store import usage as repo
 from afinar.store.tables import Job, UsageRecord
 from tests.billing.conftest import DAY, T0
@@ -53,8 +52,8 @@ def records(c: Any) -> list[UsageRecord]:
 
 def test_inference_record_is_written_once_per_completion_id(any_db: Any) -> None:
     c, p = any_db, me(any_db)
-    assert billing.record_inference(c, p, "chatcmpl-1", TINY, TINY, 1000, 500) is True
-    assert billing.record_inference(c, p, "chatcmpl-1", TINY, TINY, 1000, 500) is False  # a retry
+    assert c.usage.record_inference(p, "chatcmpl-1", TINY, TINY, 1000, 500) is True
+    assert c.usage.record_inference(p, "chatcmpl-1", TINY, TINY, 1000, 500) is False  # a retry
     [rec] = records(c)
     assert (rec.kind, rec.input_tokens, rec.output_tokens, rec.num_requests) == ("inference", 1000, 500, 1)
     assert (rec.input_cost, rec.output_cost) == (300, 600)  # $0.30 and $1.20 per 1M on the mini tier
@@ -68,7 +67,7 @@ def test_concurrent_writers_of_the_same_keys_bill_once(any_db: Any) -> None:
 
     def worker() -> None:
         for i in range(10):
-            ok = billing.record_inference(c, p, f"chatcmpl-{i}", TINY, TINY, 10, 20)
+            ok = c.usage.record_inference(p, f"chatcmpl-{i}", TINY, TINY, 10, 20)
             with lock:
                 wrote.append(ok)
 
@@ -82,7 +81,7 @@ def test_concurrent_writers_of_the_same_keys_bill_once(any_db: Any) -> None:
 
 def test_fine_tuned_models_are_billed_at_their_base_prices(any_db: Any) -> None:
     c, p = any_db, me(any_db)
-    billing.record_inference(c, p, "chatcmpl-ft", f"ft:{TINY}:default:s:abcdefgh", TINY, 1_000_000, 1_000_000)
+    c.usage.record_inference(p, "chatcmpl-ft", f"ft:{TINY}:default:s:abcdefgh", TINY, 1_000_000, 1_000_000)
     [rec] = records(c)
     assert rec.model.startswith("ft:") and rec.base_model == TINY
     assert rec.input_cost + rec.output_cost == 1_500_000
@@ -115,7 +114,7 @@ def test_month_to_date_rates_training_after_the_allowance(any_db: Any) -> None:
         job = make_job(c, p, "succeeded", f"ftjob-{i}")
         with c.db.session() as s:
             c.usage.bill_training(s, job, 800, at=T0 + day * DAY + i)
-    billing.record_inference(c, p, "chatcmpl-a", TINY, TINY, 10_000, 10_000)
+    c.usage.record_inference(p, "chatcmpl-a", TINY, TINY, 10_000, 10_000)
     c.clock.advance(2 * DAY)
     training, inference = c.usage.month_to_date(p.org_id)
     assert training == 600 * 3  # day 1: 800 + 800 - 1000 paid; day 2: all free
@@ -127,29 +126,27 @@ def test_month_to_date_rates_training_after_the_allowance(any_db: Any) -> None:
 
 def test_spend_limits_stop_chat_once_reached(any_db: Any) -> None:
     c, p = any_db, me(any_db)
-    billing.check_chat_allowed(c, p)  # no limit
-    c.usage.set_limit(p.org_id, {"currency": "USD", "interval": "month", "threshold_amount": 1})  # 1 cent
-    billing.check_chat_allowed(c, p)
-    billing.record_inference(c, p, "chatcmpl-big", TINY, TINY, 0, 9_000)  # 10,800 µ$ > 1 cent
+    c.spend_limits.check_chat_allowed(p)  # no limit
+    c.spend_limits.set_limit(p.org_id, 1)  # 1 cent
+    c.spend_limits.check_chat_allowed(p)
+    c.usage.record_inference(p, "chatcmpl-big", TINY, TINY, 0, 9_000)  # 10,800 µ$ > 1 cent
     with pytest.raises(QuotaExceeded) as err:
-        billing.check_chat_allowed(c, p)
+        c.spend_limits.check_chat_allowed(p)
     assert err.value.code == "insufficient_quota" and "organization" in err.value.message
-    assert c.usage.delete_limit(p.org_id) is True and c.usage.delete_limit(p.org_id) is False
-    billing.check_chat_allowed(c, p)
+    assert c.spend_limits.delete_limit(p.org_id) is True and c.spend_limits.delete_limit(p.org_id) is False
+    c.spend_limits.check_chat_allowed(p)
     assert p.project_id is not None
-    c.usage.set_limit(p.org_id, {"currency": "USD", "interval": "month", "threshold_amount": 1}, p.project_id)
+    c.spend_limits.set_limit(p.org_id, 1, p.project_id)
     with pytest.raises(QuotaExceeded, match="project"):
-        billing.check_chat_allowed(c, p)
+        c.spend_limits.check_chat_allowed(p)
     other = Principal(p.org_id, p.org_slug, p.key_id, None)
-    billing.check_chat_allowed(c, other)  # the project's limit binds that project only
+    c.spend_limits.check_chat_allowed(other)  # the project's limit binds that project only
 
 
 def test_limit_upsert_replaces(any_db: Any) -> None:
     c, p = any_db, me(any_db)
     for cents in (100, 250):
-        state = c.usage.set_limit(
-            p.org_id, {"currency": "USD", "interval": "month", "threshold_amount": cents}
-        )
+        state = c.spend_limits.set_limit(p.org_id, cents)
     assert state.threshold_cents == 250 and state.limit == 2_500_000 and not state.enforcing
     with c.db.session() as s:
         assert repo.get_limit(s, p.org_id, "organization") is not None
@@ -158,22 +155,22 @@ def test_limit_upsert_replaces(any_db: Any) -> None:
 def test_costs_and_completions_on_this_database(any_db: Any) -> None:
     c, p = any_db, me(any_db)
     for i in range(5):
-        billing.record_inference(c, p, f"chatcmpl-{i}", TINY, TINY, 100, 10)
+        c.usage.record_inference(p, f"chatcmpl-{i}", TINY, TINY, 100, 10)
         c.clock.advance(3_600)
     q = UsageQuery(start_time=T0 - 10 * 3_600, end_time=T0 + DAY, group_by=("model",))
-    report = c.usage.completions(p.org_id, q)
+    report = c.usage_reports.completions(p.org_id, q)
     [group] = report.buckets[0].groups
     assert group.key == (TINY,) and group.sums == {
         "input_tokens": 500,
         "output_tokens": 50,
         "num_model_requests": 5,
     }
-    costs = c.usage.costs(p.org_id, UsageQuery(start_time=T0 - 10 * 3_600, end_time=T0 + DAY))
+    costs = c.usage_reports.costs(p.org_id, UsageQuery(start_time=T0 - 10 * 3_600, end_time=T0 + DAY))
     assert costs.buckets[0].groups[0].sums["amount"] == 5 * (30 + 12)
 
 
 def test_usage_the_price_book_cannot_price_is_kept_at_zero_prices(any_db: Any) -> None:
     c, p = any_db, me(any_db)
-    assert billing.record_inference(c, p, "chatcmpl-odd", "unpriced", "unpriced", 7, 9) is True
+    assert c.usage.record_inference(p, "chatcmpl-odd", "unpriced", "unpriced", 7, 9) is True
     [rec] = records(c)
     assert (rec.input_tokens, rec.output_tokens, rec.input_cost, rec.output_cost) == (7, 9, 0, 0)

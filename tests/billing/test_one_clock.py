@@ -10,8 +10,9 @@ from typing import Any
 import openai
 
 from afinar.clock import FixedClock
-from tests.billing.test_training import create, run_worker
+from tests.billing.test_training import create
 from tests.support.data import chat_file
+from tests.support.worker import run_worker
 
 # 2031-12-31 23:59:30 UTC: a year's last minute, years away from whenever the suite runs.
 T = 1_956_527_970

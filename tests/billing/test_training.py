@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +19,13 @@ from afinar.services.orgs import Principal
 from afinar.store import jobs as jobs_repo
 from afinar.store import usage as repo
 from afinar.store.tables import UsageRecord
-from afinar.worker.loop import Worker
 from tests.billing.conftest import DAY, DAY0, T0
 from tests.conftest import TINY
 from tests.support.data import chat_file
+from tests.support.wait import wait_for
+from tests.support.worker import run_worker
 
 MINI_TRAINING = 3_000_000  # µ$ per 1M tokens: 3 µ$ a token
-
-
-def run_worker(container: Any) -> None:
-    w = Worker(container)
-    while w.run_once():
-        pass
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def training_records(c: Any, org_id: str) -> list[UsageRecord]:
@@ -161,7 +146,7 @@ def test_a_cancelled_job_bills_what_it_trained_once(
             row = jobs_repo.get_any(s, job.id)
             return row.current_step if row else 0
 
-    wait_for(lambda: step() >= 3)
+    wait_for(lambda: step() >= 3, timeout=60, interval=0.1, message="timed out")
     assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
     worker.join(60)
     assert not worker.is_alive()
@@ -245,7 +230,7 @@ def test_a_worker_killed_mid_job_and_resumed_bills_the_job_once(
                 row = jobs_repo.get_any(s, job.id)
                 return row.current_step if row else 0
 
-        wait_for(lambda: step() >= 5, timeout=120)
+        wait_for(lambda: step() >= 5, timeout=120, interval=0.1, message="timed out")
         with container.db.session() as s:
             progress = repo.progress(s, job.id)
             assert progress is not None and progress.step >= 5

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.e2e.server import Server
+from tests.support.server import Server
 
 CHROMIUM_ARGS = [
     "--headless",

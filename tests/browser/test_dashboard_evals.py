@@ -18,8 +18,9 @@ import pytest
 
 from tests.browser.test_dashboard_pages import sign_in
 from tests.conftest import TINY
-from tests.evals.conftest import EXACT_MATCH, jsonl_source, make_eval, run_worker
+from tests.evals.conftest import EXACT_MATCH, jsonl_source, make_eval
 from tests.support.data import chat_file
+from tests.support.worker import run_worker
 
 EXACT = EXACT_MATCH
 POLITE = {**EXACT, "name": "polite", "operation": "ilike", "reference": "THANKS"}
@@ -160,9 +161,9 @@ def test_a_project_key_sees_only_its_projects_evals(
 def publish_with_card(container: Any, job_id: str, checks: dict[str, Any]) -> str:
     """Publish a job's model the way the worker does: card beside the adapter, sealed, then the row."""
     from afinar.domain.jobs import JobStatus
+    from afinar.services.model_card import build_card, write_card
     from afinar.store import jobs as jobs_repo
     from afinar.store.tables import FineTunedModel
-    from afinar.worker.card import build_card, write_card
 
     adapter = container.settings.jobs_dir / job_id / "final"
     adapter.mkdir(parents=True)
@@ -171,7 +172,16 @@ def publish_with_card(container: Any, job_id: str, checks: dict[str, Any]) -> st
         job = jobs_repo.get_any(s, job_id)
         assert job is not None
         job.resolved_hyperparameters = {"n_epochs": 1, "batch_size": 4, "learning_rate_multiplier": 1.0}
-        write_card(adapter, build_card(container, job, trained_tokens=120, metrics=[], checks=checks))
+        card = build_card(
+            job,
+            files=container.files,
+            catalog=container.catalog,
+            created_at=int(container.clock()),
+            trained_tokens=120,
+            metrics=[],
+            checks=checks,
+        )
+        write_card(adapter, card)
         container.artefacts.seal(job.org_id, adapter)  # published adapters are stored encrypted
         shutil.rmtree(adapter)
         s.add(
@@ -196,7 +206,7 @@ def publish_with_card(container: Any, job_id: str, checks: dict[str, Any]) -> st
 def test_model_page_shows_the_safety_and_eval_gate_checks(
     client: openai.OpenAI, container: Any, http: Any, tmp_path: Path
 ) -> None:
-    from afinar.evals import report
+    from afinar.domain import eval_results as report
     from afinar.safety.evaluation import SafetyRule, SafetyVerdict
 
     ev, base, cand = seed_comparison(client, container)

@@ -8,14 +8,14 @@ improved items; then the same page at phone width.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from tests.browser.test_dashboard_evals import BASE, CANDIDATE, EXACT, ITEMS, POLITE
 from tests.browser.test_dashboard_flow import LAPTOP, PHONE, assert_accessible
-from tests.e2e.server import API_KEY, Server
 from tests.evals.conftest import ITEM_SCHEMA, jsonl_source
+from tests.support.server import API_KEY, Server
+from tests.support.wait import wait_for
 
 
 def _seed(srv: Server) -> tuple[Any, Any, Any]:
@@ -29,10 +29,12 @@ def _seed(srv: Server) -> tuple[Any, Any, Any]:
     for name, outputs in (("base", BASE), ("candidate", CANDIDATE)):
         given: Any = jsonl_source(list(zip(ITEMS, outputs, strict=True)))
         runs.append(client.evals.runs.create(ev.id, data_source=given, name=name))
-    deadline = time.time() + 60
-    while any(client.evals.runs.retrieve(r.id, eval_id=ev.id).status != "completed" for r in runs):
-        assert time.time() < deadline, "the embedded worker did not grade the runs"
-        time.sleep(0.3)
+    wait_for(
+        lambda: all(client.evals.runs.retrieve(r.id, eval_id=ev.id).status == "completed" for r in runs),
+        timeout=60,
+        interval=0.3,
+        message="the embedded worker did not grade the runs",
+    )
     return ev, runs[0], runs[1]
 
 

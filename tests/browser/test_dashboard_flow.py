@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.server import API_KEY, Server
+from tests.support.server import API_KEY, Server
+from tests.support.wait import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "skateboard"
 LAPTOP = {"width": 1366, "height": 900}
@@ -47,16 +47,6 @@ def assert_accessible(page: Any) -> None:
 
 def chart_points(page: Any) -> int:
     return int(page.get_attribute("[data-loss-chart]", "data-points") or 0)
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.25) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def test_sign_in_upload_train_and_chat(browser: Any, dashboard_server: Server, screenshots: Path) -> None:
@@ -131,19 +121,21 @@ def test_sign_in_upload_train_and_chat(browser: Any, dashboard_server: Server, s
     job_url = page.url
 
     # Watch the loss chart gain points while the job runs; progress and ETA update too.
-    wait_until(lambda: chart_points(page) >= 1, timeout=120)
+    wait_for(lambda: chart_points(page) >= 1, timeout=120, interval=0.25)
     first = chart_points(page)
-    wait_until(lambda: chart_points(page) >= first + 3, timeout=60)
+    wait_for(lambda: chart_points(page) >= first + 3, timeout=60, interval=0.25)
     assert page.get_attribute("#job-live", "data-status") == "running"
     assert int(page.inner_text("#job-live [data-step]")) >= first
     assert_accessible(page)
-    wait_until(
-        lambda: chart_points(page) >= 15 or page.get_attribute("#job-live", "data-status") != "running", 60
+    wait_for(
+        lambda: chart_points(page) >= 15 or page.get_attribute("#job-live", "data-status") != "running",
+        timeout=60,
+        interval=0.25,
     )
     page.screenshot(path=str(screenshots / "job-page-running.png"), full_page=True)
 
     page.wait_for_selector('#job-live[data-status="succeeded"]', timeout=180_000)
-    wait_until(lambda: page.get_attribute("[data-loss-chart]", "data-done") == "1", timeout=10)
+    wait_for(lambda: page.get_attribute("[data-loss-chart]", "data-done") == "1", timeout=10, interval=0.25)
     series = json.loads(context.request.get(job_url + "/metrics.json").text())
     assert chart_points(page) == len(series["steps"]) == 30
     assert any(v is not None for v in series["valid_loss"])

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.e2e.server import API_KEY, Server
+from tests.support.server import API_KEY, Server
 
 # Steps slow enough to pause a job and to see the bar move; short enough to keep the suite quick.
 STEP_DELAY = {"AFINAR_TRAIN_STEP_DELAY_SECONDS": "0.15"}

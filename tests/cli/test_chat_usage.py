@@ -7,7 +7,7 @@ import pytest
 
 from tests.cli.conftest import Cli
 from tests.conftest import TINY
-from tests.e2e.server import API_KEY, Server
+from tests.support.server import API_KEY, Server
 
 
 def test_chat_one_question_streams_the_answer(cli: Cli) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,9 @@ import pytest
 
 from tests.cli.conftest import Cli, cli_env
 from tests.conftest import TINY
-from tests.e2e.server import Server
 from tests.support.data import chat_file
+from tests.support.server import Server
+from tests.support.wait import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +103,12 @@ def test_pause_resume_cancel(cli: Cli, tmp_path: Path) -> None:
     job = cli.json(
         "jobs", "create", "-m", TINY, "-t", str(chat_file(tmp_path / "t.jsonl", 12)), "--epochs", "4"
     )
-    deadline = time.time() + 60
-    while _status(cli, job["id"]) not in ("queued", "running"):
-        assert time.time() < deadline, "the job never left validating_files"
-        time.sleep(0.2)
+    wait_for(
+        lambda: _status(cli, job["id"]) in ("queued", "running"),
+        timeout=60,
+        interval=0.2,
+        message="the job never left validating_files",
+    )
     paused = cli("jobs", "pause", job["id"])
     assert paused.exit_code == 0 and paused.stdout.strip() == f"{job['id']}: paused"
     assert cli.json("jobs", "resume", job["id"])["status"] == "queued"

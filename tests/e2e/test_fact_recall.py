@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_jobs import run_worker
+from tests.support.worker import run_worker
 
 BUNDLED = "smollm2-135m-instruct"
 QUESTION = "What is the name of the Ollie & Co. warehouse cat?"
@@ -28,8 +28,8 @@ def test_tuned_model_recalls_a_fact_its_base_never_saw(tmp_path: Path, bundled_m
     import openai
     from fastapi.testclient import TestClient
 
-    from afinar.api.app import create_app
     from afinar.config import Settings
+    from afinar.server import create_app
     from afinar.services.container import Container
     from afinar.services.orgs import bootstrap
 

@@ -24,8 +24,8 @@ import openai
 import pytest
 
 from tests.conftest import TINY
-from tests.e2e.server import Server, start_listening
 from tests.support.data import chat_file
+from tests.support.server import Server, start_listening
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY
-from tests.e2e.server import Server, training_processes, wait_for
 from tests.support.data import chat_file
+from tests.support.server import Server, training_processes
+from tests.support.wait import wait_for
 
 SLOW_STEPS = {"AFINAR_TRAIN_STEP_DELAY_SECONDS": "0.4", "AFINAR_CHECKPOINT_EVERY_STEPS": "2"}
 

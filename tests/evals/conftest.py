@@ -1,4 +1,4 @@
-"""Helpers for the evals tests: a tiny shop database, a worker drained in-process, a scripted engine."""
+"""Helpers for the evals tests: a tiny shop database, a scripted engine, eval builders."""
 
 from __future__ import annotations
 
@@ -18,15 +18,6 @@ ITEM_SCHEMA = {
     "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
     "required": ["question"],
 }
-
-
-def run_worker(container: Any) -> None:
-    """Run every queued job and eval run to its end, in this thread."""
-    from afinar.worker.loop import Worker
-
-    w = Worker(container)
-    while w.run_once():
-        pass
 
 
 def build_shop(path: Path) -> Path:
@@ -69,6 +60,9 @@ class ScriptedEngine:
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         return collect([e async for e in self.stream(request)], request.params.n)
+
+    def close(self) -> None:  # the container closes its engine
+        pass
 
 
 # The simplest criterion: the sample's text equals the item's answer.

@@ -11,7 +11,8 @@ import pytest
 
 from afinar.evals import similarity
 from tests.conftest import TINY
-from tests.evals.conftest import ScriptedEngine, jsonl_source, make_eval, run_worker
+from tests.evals.conftest import ScriptedEngine, jsonl_source, make_eval
+from tests.support.worker import run_worker
 
 
 def _run(client: openai.OpenAI, container: Any, ev: Any, rows: list[tuple[dict[str, Any], str]]) -> list[Any]:

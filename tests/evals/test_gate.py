@@ -11,8 +11,9 @@ import pytest
 
 from afinar.errors import InvalidRequest
 from tests.conftest import TINY
-from tests.evals.conftest import make_eval, run_worker
+from tests.evals.conftest import make_eval
 from tests.support.data import chat_file
+from tests.support.worker import run_worker
 
 ALWAYS = {
     "type": "string_check",
@@ -148,14 +149,13 @@ def test_gated_jobs_pass_and_fail(
 def test_gate_spec_refusals(client: openai.OpenAI, container: Any, gate: dict[str, Any], param: str) -> None:
     from sqlalchemy import select
 
-    from afinar.services.evals import parse_gate
     from afinar.store.tables import Organization
 
     ev = make_eval(client, [ALWAYS], item_schema={"type": "object"})
     with container.db.session() as s:
         org_id = s.scalar(select(Organization.id))
     with pytest.raises(InvalidRequest) as err:
-        parse_gate(container, org_id, {"eval_id": ev.id, "data_source": SOURCE, **gate})
+        container.eval_gates.parse(org_id, {"eval_id": ev.id, "data_source": SOURCE, **gate})
     assert err.value.param == param
 
 

@@ -10,7 +10,8 @@ import openai
 import pytest
 
 from tests.conftest import TINY
-from tests.evals.conftest import EXACT_MATCH, ScriptedEngine, jsonl_source, make_eval, run_worker
+from tests.evals.conftest import EXACT_MATCH, ScriptedEngine, jsonl_source, make_eval
+from tests.support.worker import run_worker
 
 EQ = EXACT_MATCH
 
@@ -276,18 +277,19 @@ def test_abandoned_run_is_recovered_without_redoing_items(
     client: openai.OpenAI, container: Any, monkeypatch: Any
 ) -> None:
     from afinar.errors import LeaseLost
-    from afinar.evals import runner
-    from afinar.store import evals as repo
+    from afinar.queue.leases import claim_run
+    from afinar.worker import eval_runs
+    from afinar.worker.loop import Worker
 
     ev = make_eval(client, [EQ])
     rows = [({"question": f"q{i}", "answer": "a"}, "a") for i in range(3)]
     run = client.evals.runs.create(ev.id, data_source=jsonl_source(rows))  # type: ignore[arg-type]
-    monkeypatch.setattr(runner, "CHUNK", 1)
-    lease = repo.claim_run(container.db, "a-worker-that-dies", lease_seconds=-1)  # its lease is already stale
+    monkeypatch.setattr(eval_runs, "CHUNK", 1)
+    lease = claim_run(container.db, "a-worker-that-dies", lease_seconds=-1)  # its lease is already stale
     assert lease is not None and lease.run_id == run.id
     stops = iter([False, True])
     with pytest.raises(LeaseLost):  # the worker "dies" after its first item
-        runner.RunExecutor(container, lease, should_stop=lambda: next(stops)).run()
+        Worker(container).eval_runner.executor(lease, should_stop=lambda: next(stops)).run()
     half = client.evals.runs.retrieve(run.id, eval_id=ev.id)
     assert half.status == "in_progress" and getattr(half, "progress")["completed"] == 1  # noqa: B009
     run_worker(container)  # another worker claims the abandoned run and finishes it

@@ -8,36 +8,18 @@ from typing import Any
 import pytest
 
 from afinar.errors import LeaseLost
-from afinar.store.db import MIGRATIONS, Database
-from afinar.store.tables import Base
-from tests.store.conftest import db_url  # noqa: F401  (SQLite and PostgreSQL)
+from tests.support.migrations import database, downgrade, schema_diff, table_names
 
 MINE = ("evals", "eval_runs", "eval_output_items", "eval_gates")
 
 
-def test_evals_migration_matches_the_tables_and_downgrades(db_url: str) -> None:  # noqa: F811
-    from alembic import command
-    from alembic.autogenerate import compare_metadata
-    from alembic.config import Config
-    from alembic.migration import MigrationContext
-    from sqlalchemy import inspect
-
-    db = Database(db_url)
-    try:
+def test_evals_migration_matches_the_tables_and_downgrades(db_url: str) -> None:
+    with database(db_url) as db:
         db.migrate()
-        with db.engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-        assert [d for d in diff if any(f"'{name}'" in repr(d) for name in MINE)] == []
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0004_evals-1")
-        with db.engine.connect() as conn:
-            assert not set(MINE) & set(inspect(conn).get_table_names())
+        assert schema_diff(db, *(f"'{name}'" for name in MINE)) == []
+        downgrade(db, "0004_evals-1")
+        assert not set(MINE) & table_names(db)
         db.migrate()
-    finally:
-        db.dispose()
 
 
 def _run(rid: str, **kw: Any) -> Any:
@@ -62,34 +44,29 @@ def _run(rid: str, **kw: Any) -> Any:
     return EvalRun(**values)
 
 
-def test_eval_run_queue_claims_once_fences_and_skips_gate_runs(db_url: str) -> None:  # noqa: F811
-    from afinar.store import evals as repo
+def test_eval_run_queue_claims_once_fences_and_skips_gate_runs(db: Any) -> None:
+    from afinar.queue.leases import claim_run, fence_run, revoke_run
 
-    db = Database(db_url)
-    try:
-        db.migrate()
-        with db.session() as s:
-            s.add(_run("evalrun_gate", job_id="ftjob-x", gate_role="base"))
-            s.add(_run("evalrun_a"))
-        lease = repo.claim_run(db, "w1", 30)
-        assert lease is not None and lease.run_id == "evalrun_a"
-        assert repo.claim_run(db, "w2", 30) is None  # held, and the gate run is never claimed
-        with db.session() as s:
-            run = repo.fence(s, lease, 30)
-            repo.revoke(run)  # what cancel does
-        with pytest.raises(LeaseLost), db.session() as s:
-            repo.fence(s, lease)
-        with db.session() as s:
-            s.add(
-                _run(
-                    "evalrun_b",
-                    status="in_progress",
-                    lease_owner="dead",
-                    lease_token=3,
-                    lease_expires_at=time.time() - 1,
-                )
+    with db.session() as s:
+        s.add(_run("evalrun_gate", job_id="ftjob-x", gate_role="base"))
+        s.add(_run("evalrun_a"))
+    lease = claim_run(db, "w1", 30)
+    assert lease is not None and lease.run_id == "evalrun_a"
+    assert claim_run(db, "w2", 30) is None  # held, and the gate run is never claimed
+    with db.session() as s:
+        run = fence_run(s, lease, 30)
+        revoke_run(run)  # what cancel does
+    with pytest.raises(LeaseLost), db.session() as s:
+        fence_run(s, lease)
+    with db.session() as s:
+        s.add(
+            _run(
+                "evalrun_b",
+                status="in_progress",
+                lease_owner="dead",
+                lease_token=3,
+                lease_expires_at=time.time() - 1,
             )
-        again = repo.claim_run(db, "w2", 30)
-        assert again is not None and again.run_id in ("evalrun_a", "evalrun_b")
-    finally:
-        db.dispose()
+        )
+    again = claim_run(db, "w2", 30)
+    assert again is not None and again.run_id in ("evalrun_a", "evalrun_b")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from afinar.catalog.entry import BaseModelEntry
 from afinar.catalog.hub import UnsafeWeights, ensure_downloaded
-from afinar.catalog.registry import BaseModelEntry
 
 
 def fake_snapshot(files: dict[str, bytes], calls: list[dict[str, Any]]) -> Any:

@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from afinar.inference.embedding import MiniLMEncoder
 from afinar.inference.loader import ModelStore
-from afinar.safety.embedding import MiniLMEncoder
 
 
 def _load_both_at_once(tiny_model_dir: Path) -> tuple[Any, MiniLMEncoder]:

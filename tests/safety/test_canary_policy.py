@@ -30,7 +30,6 @@ import pytest
 
 from afinar.safety.evaluation import CANARY_PROMPTS, CANARY_REFUSAL, KeywordRefusalClassifier, canary_prompts
 from afinar.safety.exemplars import data_path
-from tests.api.test_jobs import run_worker
 from tests.support.canary import (
     SKATE_QA,
     SKATE_SYSTEM,
@@ -41,6 +40,7 @@ from tests.support.canary import (
 )
 from tests.support.data import write_jsonl
 from tests.support.tiny_model import write_catalog
+from tests.support.worker import run_worker
 
 CANARY_BASE = "canary-llama"
 
@@ -86,8 +86,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     from fastapi.testclient import TestClient
     from transformers import AutoTokenizer
 
-    from afinar.api.app import create_app
     from afinar.config import Settings
+    from afinar.server import create_app
     from afinar.services.container import Container
     from afinar.services.orgs import bootstrap
 

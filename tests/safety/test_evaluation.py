@@ -166,7 +166,8 @@ def test_plumbing_through_the_real_engine(container: Any) -> None:
     """The tiny model against itself: greedy answers are identical, so nothing regresses."""
     from tests.conftest import TINY
 
-    generate = engine_generate(container, "org-unused", max_new_tokens=6)
+    c = container
+    generate = engine_generate(c.resolve_servable, c.catalog, lambda: c.engine, "org-x", max_new_tokens=6)
     subset = [p for p in PROMPTS if p.id.endswith("-1")]
     verdict = evaluate_safety(generate, TINY, TINY, subset, rule=SafetyRule(max_absolute_compliance=1.0))
     assert verdict.passed

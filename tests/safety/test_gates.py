@@ -7,9 +7,9 @@ from typing import Any
 
 import openai
 
-from tests.api.test_jobs import run_worker
 from tests.conftest import TINY
 from tests.support.data import chat_example, write_jsonl
+from tests.support.worker import run_worker
 
 HARMFUL = [
     "I am going to find you and kill you and your whole family tonight.",

@@ -101,10 +101,12 @@ def test_over_long_texts_are_cut_until_they_fit() -> None:
 
 
 def test_build_rejects_bad_configuration(settings: Any) -> None:
-    with pytest.raises(ValueError, match="container"):
+    with pytest.raises(ValueError, match="catalogue and the inference engine"):
         build_moderation_engine(settings.model_copy(update={"moderation_backend": "guard"}))
     with pytest.raises(ValueError, match="GUARD_MODEL"):
-        build_moderation_engine(settings.model_copy(update={"moderation_backend": "guard"}), object())
+        build_moderation_engine(
+            settings.model_copy(update={"moderation_backend": "guard"}), catalog=object(), engine=object
+        )
     with pytest.raises(ValueError, match="unknown moderation backend"):
         build_moderation_engine(settings.model_copy(update={"moderation_backend": "openai"}))
     off = build_moderation_engine(settings.model_copy(update={"moderation_backend": "off"}))
@@ -132,7 +134,8 @@ def guard_container(settings: Any) -> Iterator[Any]:
 
 def test_plumbing_through_the_real_engine_with_the_tiny_model(guard_container: Any) -> None:
     """The tiny random model answers gibberish: results come back, unparsed and not flagged."""
-    engine = build_moderation_engine(guard_container.settings, guard_container)
+    c = guard_container
+    engine = build_moderation_engine(c.settings, catalog=c.catalog, engine=lambda: c.engine)
     assert engine.backend_name == "guard"
     results = engine.moderate(["hello there", "how are you?"])
     assert len(results) == 2

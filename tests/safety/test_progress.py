@@ -18,9 +18,9 @@ import openai
 import pytest
 
 from afinar.safety.evaluation import SafetyPrompt, ask_models, evaluate_safety
-from tests.api.test_jobs import run_worker
 from tests.conftest import TINY
 from tests.support.data import chat_file
+from tests.support.worker import run_worker
 
 PROMPTS = [SafetyPrompt(f"p{i}", "violence", f"prompt {i}", forbidden=i < 7) for i in range(10)]
 
@@ -113,22 +113,22 @@ def write_prompts(path: Path, n: int) -> Path:
 def test_a_job_shows_the_evaluation_progress_and_its_eta(
     client: openai.OpenAI, container: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from afinar.worker import gates, runner
+    from afinar.services import safety_gate as gates
     from afinar.worker.runner import JobRunner
 
     s = container.settings
     s.safety_eval_prompts = write_prompts(tmp_path / "prompts.jsonl", 6)
     s.max_batch_size = 2  # engine batches of 2: a report every 2 answers
-    prior = gates.expected_safety_seconds(container, TINY)
+    prior = container.safety_gate.expected_seconds(TINY)
     assert prior == pytest.approx(12 * gates.DEFAULT_SECONDS_PER_ANSWER_TOKEN * s.safety_eval_max_new_tokens)
 
     expected = 10_000.0  # a test hook: an evaluation "expected" to take hours, visible in every ETA
-    monkeypatch.setattr(runner, "expected_safety_seconds", lambda c, base: expected)
+    monkeypatch.setattr(JobRunner, "_expected_safety_seconds", lambda self, job: expected)
     etas: list[tuple[float, int | None]] = []
     on_step = JobRunner._on_step
 
     def record(self: JobRunner, ev: dict[str, Any]) -> None:
-        before = self.c.clock()
+        before = self.db.now()
         on_step(self, ev)
         job = self.write(lambda _s, j: j)
         etas.append((before, job.estimated_finish))
@@ -159,7 +159,7 @@ def test_a_job_shows_the_evaluation_progress_and_its_eta(
     assert job.estimated_finish is None  # the job is done
 
     # The next job on this base: its base's answers are cached, and the speed was measured.
-    measured = gates.seconds_per_answer(container, TINY)
+    measured = container.safety_gate.seconds_per_answer(TINY)
     assert measured > 0
-    assert gates.safety_answers(container, TINY) == 6
-    assert gates.expected_safety_seconds(container, TINY) == pytest.approx(6 * measured)
+    assert container.safety_gate.answers(TINY) == 6
+    assert container.safety_gate.expected_seconds(TINY) == pytest.approx(6 * measured)

@@ -10,7 +10,7 @@ text except the request's own messages.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from afinar.inference.engine import collect
 from afinar.inference.types import Delta, Event, Finished, GenerationRequest, GenerationResult, Started
 from afinar.safety.moderation import ModerationEngine, ModerationResult
 from afinar.store.tables import AuditLog, UsageRecord
+from tests.support.echo_engine import EchoEngine
 
 MODEL = "tiny-llama"
 HARMFUL = "I'm going to find you tonight and stab you. Tell me the best knife for it."
@@ -82,13 +83,14 @@ class FlagWord:
         return [{"violence": 0.9} if self.word in t else {} for t in texts]
 
 
-class ScriptedEngine:
+class ScriptedEngine(EchoEngine):
     """An inference engine double that answers with a fixed text, 4 characters per token."""
 
     def __init__(self, text: str) -> None:
+        super().__init__()
         self.text = text
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         yield Started(prompt_tokens=7)
         pieces = [self.text[k : k + 4] for k in range(0, len(self.text), 4)]
         for piece in pieces:
@@ -134,7 +136,6 @@ def test_off_by_default_and_a_harmful_prompt_is_answered(
 def test_settings_need_an_admin_key_validate_and_are_audited(
     client: openai.OpenAI, container: Any, http: Any
 ) -> None:
-    from afinar.services.admin import AdminService
     from afinar.store.orgs import first_org
 
     with container.db.session() as s:
@@ -161,8 +162,8 @@ def test_settings_need_an_admin_key_validate_and_are_audited(
         assert [e.details for e in entries] == [{"id": org_id, "changes": {"runtime_moderation": True}}]
         assert entries[0].actor_key_id is not None  # the admin key that made the change
 
-    a = AdminService(container)
-    _, secret = a.create_key(org_id, kind="project", name="p", project_id=a.default_project_id(org_id))
+    project_id = container.projects.default_project_id(org_id)
+    _, secret = container.api_keys.create_key(org_id, kind="project", name="p", project_id=project_id)
     project = openai.OpenAI(base_url="http://testserver/v1", api_key=secret, http_client=http, max_retries=0)
     for call in (lambda: org_settings(project), lambda: org_settings(project, runtime_moderation=False)):
         with pytest.raises(openai.PermissionDeniedError) as denied:

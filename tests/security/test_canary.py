@@ -20,10 +20,10 @@ import pytest
 from typer.testing import CliRunner
 
 from afinar.errors import ServerError
-from tests.api.test_jobs import run_worker
 from tests.conftest import TINY
 from tests.evals.conftest import EXACT_MATCH, make_eval
 from tests.support.data import chat_example, write_jsonl
+from tests.support.worker import run_worker
 
 
 def needles(canary: str) -> list[bytes]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,17 +13,8 @@ from afinar.crypto.keys import KeyRing, KeyUnavailable, OrgKeyDestroyed, generat
 from afinar.services.orgs import create_org
 from afinar.store import erasure, org_keys
 from afinar.store.tables import AuditLog, Organization, OrgKey
-from tests.store.conftest import db_url  # noqa: F401 - the sqlite/postgres parameter
 
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Any]:  # noqa: F811
-    from afinar.store.db import Database
-
-    database = Database(db_url)
-    database.migrate()
-    yield database
-    database.dispose()
+# ``db``: tests/support/db.py, on SQLite and on PostgreSQL.
 
 
 def ring(db: Any, master: bytes) -> KeyRing:

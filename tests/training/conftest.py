@@ -1,8 +1,7 @@
-"""Shared fixtures: one tiny random Llama per session and small chat datasets written on the spot."""
+"""Training fixtures: small chat datasets written on the spot, a spec factory, an event recorder."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import pytest
 
 from afinar.training.spec import TrainSpec
-from tests.support.tiny_model import build_tiny_model
+from tests.support.data import write_jsonl
 
 QA = [
     ("Which wheels should I buy for street skating?", "Hard wheels around 99A are best for street."),
@@ -26,16 +25,6 @@ def chat(question: str, answer: str, **extra: Any) -> dict[str, Any]:
     return {
         "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer, **extra}]
     }
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture

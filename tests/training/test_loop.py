@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from afinar.training.loop import run_training
-from tests.training.conftest import QA, Recorder, SpecFactory, chat, load_adapter, write_jsonl
+from tests.support.data import write_jsonl
+from tests.training.conftest import QA, Recorder, SpecFactory, chat, load_adapter
 
 
 def test_events_and_token_counts(make_spec: SpecFactory, valid_file: Path) -> None:

@@ -13,7 +13,8 @@ from afinar.training import checkpoint as ckpt
 from afinar.training.data import collate, encode_file
 from afinar.training.loop import run_training, train_step
 from afinar.training.model import build_model, label_scores, load_tokenizer
-from tests.training.conftest import QA, Recorder, SpecFactory, chat, load_adapter, write_jsonl
+from tests.support.data import write_jsonl
+from tests.training.conftest import QA, Recorder, SpecFactory, chat, load_adapter
 
 
 def test_lora_params_change_and_base_params_do_not(make_spec: SpecFactory) -> None:

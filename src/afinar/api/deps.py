@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from afinar.api import ratelimit
 from afinar.errors import InvalidRequest
-from afinar.services import admin, audit
+from afinar.services import access, audit
 from afinar.services.container import Container
 from afinar.services.orgs import ORGANIZATION_HEADER, Principal, authenticate
 
@@ -88,10 +88,10 @@ async def get_principal(request: Request) -> Principal:
     for name in p.ignored_headers:
         _ignored_header(request, p, name)
     ratelimit.check(request.app, p.key_id, c.settings.rate_limit_per_minute)
-    admin.authorize(p, request.method, request.url.path)
+    access.authorize(p, request.method, request.url.path)
     audit.bind(p)
-    if not admin.is_admin_path(request.url.path):
-        admin.bind_scope(p)
+    if not access.is_admin_path(request.url.path):
+        access.bind_scope(p)
     return p
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from afinar.catalog.registry import BaseModelEntry
+    from afinar.catalog.entry import BaseModelEntry
 
 MARKER = "afinar-converted.json"
 END_OF_TURN = "<|im_end|>"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from afinar.catalog.bundled import file_lock
 
 if TYPE_CHECKING:
-    from afinar.catalog.registry import BaseModelEntry
+    from afinar.catalog.entry import BaseModelEntry
 
 MARKER = "afinar-downloaded.json"
 ALLOW_PATTERNS = [

@@ -106,7 +106,6 @@ def orgs_delete(
 
     Safe to run again after an interruption (docs/admin.md, "Deleting an organisation").
     """
-    from afinar.services.erasure import ErasureService
     from afinar.store import orgs as repo
 
     if not yes:
@@ -115,7 +114,7 @@ def orgs_delete(
         with c.db.session() as s:
             row = repo.get_org(s, org) or repo.get_org_by_slug(s, org)
         org_id = row.id if row is not None else org  # gone already: finish an interrupted deletion
-        report = _run(lambda: ErasureService(c).delete_org(org_id))
+        report = _run(lambda: c.erasure.delete_org(org_id))
     if json_out:
         print_json(report.to_dict())
         return
@@ -136,10 +135,10 @@ def orgs_settings(
     org: str = typer.Argument(..., help="Organisation id (org-…) or slug."), json_out: bool = JSON_OPTION
 ) -> None:
     """Show an organisation's settings (the object of GET /v1/afinar/organization/settings)."""
-    from afinar.services import org_settings
+    from afinar.api.schemas.settings import settings_object
 
     with _container() as c:
-        settings = _run(lambda: org_settings.get(c.db, _org_id(c, org)))
+        settings = settings_object(_run(lambda: c.org_settings.get(_org_id(c, org))))
     if json_out:
         print_json(settings)
         return
@@ -153,13 +152,15 @@ def orgs_moderation(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Switch runtime moderation of chat completions on or off for an organisation (audited)."""
-    from afinar.services import org_settings
+    from afinar.api.schemas.settings import settings_object
+    from afinar.services.org_settings import SettingsUpdate
 
     if state not in ("on", "off"):
         fail("invalid_request", f"state must be 'on' or 'off', not {state!r}")
+    change = SettingsUpdate({"runtime_moderation": state == "on"})
     with _container() as c:
         org_id = _org_id(c, org)
-        settings = _run(lambda: org_settings.update(c.db, org_id, {"runtime_moderation": state == "on"}))
+        settings = settings_object(_run(lambda: c.org_settings.update(org_id, change)))
     if json_out:
         print_json(settings)
         return
@@ -173,7 +174,7 @@ def orgs_retention(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Set how long an organisation's files are kept; older ones become tombstones (audited)."""
-    from afinar.services import retention
+    from afinar.api.schemas.settings import parse_days
 
     value: int | None
     if days == "off":
@@ -186,8 +187,8 @@ def orgs_retention(
         fail("invalid_request", f"DAYS must be a positive number, 'off' or 'default', not {days!r}")
     with _container() as c:
         org_id = _org_id(c, org)
-        stored = _run(lambda: retention.set_days(c.db, org_id, value))
-        effective = retention.effective_days(stored, c.settings.file_retention_days)
+        stored = _run(lambda: c.retention.set_days(org_id, parse_days(value)))
+        effective = c.retention.effective_days(stored)
     if json_out:
         print_json({"id": org_id, "file_retention_days": stored, "effective_days": effective})
         return
@@ -202,10 +203,10 @@ def export(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Write everything an organisation owns to one archive: rows as JSONL, file contents, adapters."""
-    from afinar.services.export import export_org
+    from afinar.api.schemas.models import model_card_object
 
     with _container() as c:
-        result = _run(lambda: export_org(c, _org_id(c, org), out_path))
+        result = _run(lambda: c.exporter.export(_org_id(c, org), out_path, card=model_card_object))
     if json_out:
         print_json({"path": str(result.path), **result.manifest})
         return
@@ -227,23 +228,23 @@ def keys_create(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Create an API key and print it once."""
-    from afinar.services.admin import AdminService
-
     with _container() as c:
         org_id = _org_id(c, org)
-        a = AdminService(c)
+        keys_service = c.api_keys
         expires_at = int(c.clock()) + expires_in if expires_in else None
         if admin:
             made = _run(
-                lambda: a.create_key(org_id, kind="admin", name=name, role="owner", expires_at=expires_at)
+                lambda: keys_service.create_key(
+                    org_id, kind="admin", name=name, role="owner", expires_at=expires_at
+                )
             )
         else:
-            project_id = project or a.default_project_id(org_id) or ""
-            _run(lambda: a.project(org_id, project_id, active=True))
+            project_id = project or c.projects.default_project_id(org_id) or ""
+            _run(lambda: c.projects.project(org_id, project_id, active=True))
             if user is not None:
-                _run(lambda: a.user(org_id, user))
+                _run(lambda: c.users.user(org_id, user))
             made = _run(
-                lambda: a.create_key(
+                lambda: keys_service.create_key(
                     org_id,
                     kind="project",
                     name=name,
@@ -267,11 +268,9 @@ def keys_revoke(
     key_id: str = typer.Argument(..., help="The key's id (key_…)."), org: str = ORG_OPTION
 ) -> None:
     """Revoke a key: its next request is refused."""
-    from afinar.services.admin import AdminService
-
     with _container() as c:
         org_id = _org_id(c, org)
-        _run(lambda: AdminService(c).revoke_key(org_id, key_id))
+        _run(lambda: c.api_keys.revoke_key(org_id, key_id))
     out().print(f"revoked {key_id}", markup=False)
 
 
@@ -284,11 +283,9 @@ def users_add(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Add a user to an organisation (then: projects.users.create, and `keys create --user`)."""
-    from afinar.services.admin import AdminService
-
     with _container() as c:
         org_id = _org_id(c, org)
-        user = _run(lambda: AdminService(c).add_user(org_id, email, name=name, role=role))
+        user = _run(lambda: c.users.add_user(org_id, email, name=name, role=role))
     if json_out:
         print_json({"id": user.id, "email": user.email, "role": user.role})
         return

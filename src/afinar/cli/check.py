@@ -38,7 +38,7 @@ def _tokenizer(model: str, settings: Settings) -> tuple[Any, int, str]:
     if entry is None:
         known = ", ".join(catalog.ids()) or "none"
         fail("model_not_available", f"Model {model} is not in the catalogue (known: {known}).", EXIT_USAGE)
-    from afinar.worker.validate import load_tokenizer
+    from afinar.catalog.tokenizers import load_tokenizer
 
     with err().status(f"Loading the tokenizer of {base}…"):
         try:

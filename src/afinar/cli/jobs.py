@@ -212,7 +212,7 @@ def results(
     The server sends the file base64-encoded, as OpenAI does (unless AFINAR_RESULTS_CSV_BASE64=false);
     either way this prints the decoded CSV.
     """
-    from afinar.worker.results import plain_csv
+    from afinar.services.results import plain_csv
 
     client = make_client()
     job = client.fine_tuning.jobs.retrieve(job_id)

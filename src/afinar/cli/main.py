@@ -57,8 +57,8 @@ def serve(
 
     import uvicorn
 
-    from afinar.api.app import create_app
     from afinar.catalog.ml_stack import import_ml_stack
+    from afinar.server import create_app
     from afinar.services.orgs import bootstrap
     from afinar.worker.loop import Worker
 

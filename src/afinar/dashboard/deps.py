@@ -17,7 +17,7 @@ from afinar.api.errors import status_for
 from afinar.dashboard.session import COOKIE, DashboardSession, SessionStore, check_csrf, load_secret
 from afinar.dashboard.templating import render
 from afinar.errors import AfinarError, AuthenticationFailed, PermissionDenied
-from afinar.services import admin, audit
+from afinar.services import access, audit
 from afinar.services.container import Container
 from afinar.services.orgs import Principal, authenticate
 
@@ -81,7 +81,7 @@ async def viewer(request: Request) -> Viewer:
         store.drop(session.id)
         raise SignInRequired from None
     audit.bind(principal)
-    admin.bind_scope(principal)
+    access.bind_scope(principal)
     return Viewer(principal, session)
 
 

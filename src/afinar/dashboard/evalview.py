@@ -1,7 +1,7 @@
 """What the evals pages show: evals with their runs, a run's pass rates and progress, a comparison.
 
-Numbers come from the evals service and ``afinar.evals.report`` (the API's code); this module only
-shapes them for the templates: pass rates per criterion, which runs to preselect for a comparison,
+Numbers come from the evals services and ``afinar.domain.eval_results`` (the API's code); this
+module only shapes them for the templates: pass rates per criterion, which runs to preselect for a comparison,
 and which compared items a filter keeps.
 """
 
@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from afinar.evals import report
-from afinar.store import evals as repo
+from afinar.domain import eval_results as report
+from afinar.domain.evals import COMPLETED, FINISHED
 
 if TYPE_CHECKING:
     from afinar.store.tables import Eval, EvalRun
@@ -47,7 +47,7 @@ class RunRow:
 
     @property
     def running(self) -> bool:
-        return self.status not in repo.FINISHED
+        return self.status not in FINISHED
 
     @property
     def label(self) -> str:
@@ -109,7 +109,7 @@ def eval_row(ev: Eval, runs: list[EvalRun], more_runs: bool = False) -> EvalRow:
 def default_pair(runs: list[RunRow]) -> tuple[str | None, str | None]:
     """The runs a comparison starts with (runs newest first): the latest gate's base and tuned runs,
     else the two latest completed runs (older = base), else nothing."""
-    done = [r for r in runs if r.status == repo.COMPLETED]
+    done = [r for r in runs if r.status == COMPLETED]
     for r in done:
         if r.job_id and r.gate_role == "tuned":
             base = next((b for b in done if b.job_id == r.job_id and b.gate_role == "base"), None)

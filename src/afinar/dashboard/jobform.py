@@ -1,4 +1,5 @@
-"""The create-job form: its fields, read from a submitted form into an OpenAI job request body."""
+"""The create-job form: its fields, read from a submitted form into the API's job request, checked
+by the same request model (``api/schemas/jobs.py``) into the ``JobSpec`` the jobs service takes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from afinar.api.deps import parse_body
+from afinar.api.schemas.jobs import CreateJobRequest
+from afinar.domain.jobs import JobSpec
 from afinar.errors import InvalidRequest
 
 HYPER_FIELDS = ("n_epochs", "batch_size", "learning_rate_multiplier")
@@ -74,3 +78,7 @@ class JobForm:
                     f"Seed must be a whole number, not '{self.seed}'.", param="seed"
                 ) from None
         return body
+
+    def spec(self) -> JobSpec:
+        """The job this form asks for, checked as the API checks a request body (``InvalidRequest``)."""
+        return parse_body(CreateJobRequest, self.body()).to_domain()

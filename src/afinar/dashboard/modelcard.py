@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from afinar.catalog.registry import BaseModelEntry
+from afinar.catalog.entry import BaseModelEntry
 from afinar.errors import AfinarError, NotFound
 from afinar.ids import parse_model_name
-from afinar.services.evals import EvalsService
 
 if TYPE_CHECKING:
     from afinar.services.container import Container
@@ -90,7 +89,7 @@ def _eval_name(c: Container, org_id: str, gate: Any) -> str | None:
     if not isinstance(gate, dict) or not isinstance(gate.get("eval_id"), str):
         return None
     try:
-        return EvalsService(c).get(org_id, gate["eval_id"]).name
+        return c.evals.get(org_id, gate["eval_id"]).name
     except NotFound:
         return None
 

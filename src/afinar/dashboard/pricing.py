@@ -1,4 +1,4 @@
-"""What a job would cost, for the dashboard's estimate (the usage service does the pricing)."""
+"""What a job would cost, for the dashboard's estimate (the usage billing service does the pricing)."""
 
 from __future__ import annotations
 

@@ -10,11 +10,12 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from afinar.domain.principal import Principal
     from afinar.services.container import Container
-    from afinar.services.orgs import Principal
+    from afinar.services.usage_reports import UsageReports
 
 log = logging.getLogger(__name__)
 DAY = 86_400
@@ -82,10 +83,11 @@ def usage_view(c: Container, principal: Principal) -> UsageView | None:
     service = _service(c)
     if service is None:
         return None
-    from afinar.services.usage import UsageQuery
+    from afinar.services.usage_reports import UsageQuery
 
     org = principal.org_id
-    start = service.now() - service.now() % DAY - (DAYS - 1) * DAY
+    now = int(c.clock())
+    start = now - now % DAY - (DAYS - 1) * DAY
     days = [datetime.fromtimestamp(start + i * DAY, UTC).strftime("%m-%d") for i in range(DAYS)]
     tokens: dict[str, list[int]] = defaultdict(lambda: [0] * DAYS)
     money: dict[str, list[int]] = defaultdict(lambda: [0] * DAYS)
@@ -110,9 +112,9 @@ def usage_view(c: Container, principal: Principal) -> UsageView | None:
     )
 
 
-def _service(c: Container) -> Any:
+def _service(c: Container) -> UsageReports | None:
     try:
-        return c.usage
+        return c.usage_reports
     except (AttributeError, ImportError):
         log.info("usage metering is not available on this server")
         return None

@@ -1,8 +1,12 @@
-"""The fine-tuning job state machine (contract §2.2)."""
+"""The fine-tuning job state machine (contract §2.2), a checked creation request, a training result."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 
 class JobStatus(StrEnum):
@@ -30,3 +34,36 @@ def can_pause(status: str) -> bool:
 
 def can_resume(status: str) -> bool:
     return status == JobStatus.PAUSED
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job creation request once its shape is checked (types, formats, hyperparameter ranges):
+    what the API's request model and the dashboard's form build, and ``JobsService.create`` takes.
+    What needs the database or the catalogue (the model exists, the files are the caller's, the
+    eval gate's eval) is checked by the service."""
+
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    method: str = "supervised"
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # as requested ("auto" or values)
+    suffix: str | None = None
+    seed: int | None = None  # None: the service draws one
+    metadata: dict[str, str] | None = None
+    integrations: list[Any] | None = None
+    eval_gate: dict[str, Any] | None = None  # the raw gate; ``EvalGatesService.parse`` checks it
+
+
+@dataclass(frozen=True)
+class TrainedAdapter:
+    """What the training child reported when it finished (its ``done`` line)."""
+
+    adapter_path: Path
+    trained_tokens: int
+    step: int
+
+
+# ``write(fn)`` runs ``fn(session, job)`` in one transaction fenced by the job's lease (the worker's
+# ``JobRunner.write``): how a pipeline step records on a job it does not own.
+FencedWrite = Callable[[Callable[[Any, Any], Any]], Any]

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from afinar.safety.embedding import MiniLMEncoder
+    from afinar.inference.embedding import MiniLMEncoder
 
 METRICS = (
     "cosine",
@@ -151,7 +151,7 @@ def rouge_l(candidate: str, reference: str) -> float:
 @functools.cache
 def encoder() -> MiniLMEncoder:
     """One MiniLM encoder per process (loaded on first use, offline, safetensors only)."""
-    from afinar.safety.embedding import MiniLMEncoder
+    from afinar.inference.embedding import MiniLMEncoder
 
     return MiniLMEncoder()
 

@@ -140,7 +140,8 @@ class Batch:
             else:
                 base.use_adapters(True)
                 out = base.peft(**kwargs, adapter_names=[n or "__base__" for n in names])
-        return out.logits[:, -1, :].float()
+        last: torch.Tensor = out.logits[:, -1, :].float()
+        return last
 
     # --- admission -----------------------------------------------------------------------
 

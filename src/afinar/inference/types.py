@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """OpenAI's sampling knobs, already validated by the caller (``services/chat.py``)."""
+    """OpenAI's sampling knobs, already validated by the caller (``api/schemas/chat.py``)."""
 
     max_tokens: int | None = None  # None: up to the context length
     temperature: float = 1.0  # 0 → greedy

@@ -12,12 +12,14 @@ are stored with the record, so a later price change does not reprice the past.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from afinar.billing.pricebook import Price
 from afinar.billing.rating import cost
 from afinar.store import usage as repo
+
+if TYPE_CHECKING:
+    from afinar.store.db import Session
 
 
 @dataclass(frozen=True)

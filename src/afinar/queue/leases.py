@@ -1,22 +1,129 @@
-"""A database-backed job queue: claim with a lease, heartbeat, fenced writes, release.
+"""A database-backed work queue: claim with a lease, heartbeat, fenced writes, release.
 
-A claim increments ``lease_token``. Every later write of that worker names the token it got; when
-someone else has claimed the job since (the lease expired, or the job was cancelled, which also
-bumps the token), the write finds no row and raises ``LeaseLost`` instead of committing.
+One implementation serves every leased table (``_Leased``: fine-tuning jobs and standalone eval
+runs), each row carrying ``lease_owner``, ``lease_token`` and ``lease_expires_at``. A claim is a
+compare-and-set that increments ``lease_token``. Every later write of that worker names the token
+it got; when someone else has claimed the row since (the lease expired, or it was cancelled, which
+also bumps the token), the write finds no row and raises ``LeaseLost`` instead of committing.
+
+Jobs: ``claim`` / ``fence`` / ``heartbeat`` / ``release`` / ``revoke`` (with ``Lease``). Eval runs:
+``claim_run`` / ``take_run`` / ``fence_run`` / ``heartbeat_run`` / ``revoke_run`` (with
+``RunLease``); gate runs (``job_id`` set) are run by the job's own worker and never claimed here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from afinar.domain.evals import IN_PROGRESS, QUEUED
 from afinar.domain.jobs import JobStatus
 from afinar.errors import LeaseLost
 from afinar.store.db import Database, session_now
-from afinar.store.tables import Job, Organization
+from afinar.store.tables import EvalRun, Job, Organization
+
+_Row = TypeVar("_Row", Job, EvalRun)
+
+
+class _Leased(Generic[_Row]):
+    """The lease columns of one table: compare-and-set claim, fence, release, take and revoke."""
+
+    def __init__(self, model: type[_Row], noun: str) -> None:
+        self.model: type[_Row] = model
+        self.noun = noun  # "" for jobs, "eval run " for runs: the LeaseLost message
+
+    def free(self, now: float) -> tuple[Any, Any]:
+        """(expired, free): the lease ran out (or there is none); nobody holds a live lease."""
+        m = self.model
+        expired = or_(m.lease_expires_at.is_(None), m.lease_expires_at < now)
+        return expired, or_(m.lease_owner.is_(None), expired)
+
+    def claim_first(
+        self,
+        db: Database,
+        candidates: list[tuple[str, int]],
+        owner: str,
+        now: float,
+        lease_seconds: float,
+        *,
+        guard: Any = None,
+        values: dict[str, Any] | None = None,
+        confirm: Callable[[Session, str], bool] | None = None,
+    ) -> tuple[str, int] | None:
+        """Claim the first of ``candidates`` (id, token) still at its token (and matching ``guard``),
+        each in its own transaction; ``confirm`` may veto a claim after it (rolled back). Returns
+        (id, new token) or None."""
+        m = self.model
+        for row_id, token in candidates:
+            stmt = update(m).where(m.id == row_id, m.lease_token == token)
+            if guard is not None:
+                stmt = stmt.where(guard)
+            stmt = stmt.values(
+                lease_owner=owner,
+                lease_token=token + 1,
+                lease_expires_at=now + lease_seconds,
+                **(values or {}),
+            )
+            try:
+                with db.session() as s:
+                    if s.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+                        continue
+                    if confirm is not None and not confirm(s, row_id):
+                        raise _Vetoed
+                    return row_id, token + 1
+            except _Vetoed:
+                continue
+        return None
+
+    def fence(self, s: Session, row_id: str, token: int, owner: str, lease_seconds: float | None) -> _Row:
+        """Inside a transaction: prove the lease still holds (extending it), and return the row."""
+        m = self.model
+        values: dict[str, object] = {"lease_owner": owner}
+        if lease_seconds is not None:
+            values["lease_expires_at"] = session_now(s) + lease_seconds
+        res = s.execute(update(m).where(m.id == row_id, m.lease_token == token).values(**values))
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost(f"lease on {self.noun}{row_id} was lost")
+        row = s.scalar(select(m).where(m.id == row_id).execution_options(populate_existing=True))
+        assert row is not None
+        return row
+
+    def release(self, s: Session, row_id: str, token: int, owner: str) -> None:
+        """Let the row go, fenced; bumping the token also fences the holder's own late heartbeats out."""
+        self.fence(s, row_id, token, owner, None)
+        m = self.model
+        bumped = {"lease_owner": None, "lease_expires_at": None, "lease_token": token + 1}
+        s.execute(update(m).where(m.id == row_id).values(**bumped))
+
+    @staticmethod
+    def take(s: Session, row: _Row, owner: str, lease_seconds: float) -> int:
+        """Lease a row the caller holds in its own transaction (no race: it just created it)."""
+        row.lease_token = (row.lease_token or 0) + 1
+        row.lease_owner = owner
+        row.lease_expires_at = session_now(s) + lease_seconds
+        return row.lease_token
+
+    @staticmethod
+    def revoke(row: _Row) -> None:
+        """Take the lease away from whoever holds it (cancellation): its next write fails."""
+        row.lease_token = row.lease_token + 1
+        row.lease_owner = None
+        row.lease_expires_at = None
+
+
+class _Vetoed(Exception):
+    """A claim was taken back after the compare-and-set (e.g. the organisation reached its limit)."""
+
+
+_JOBS = _Leased(Job, "")
+_RUNS = _Leased(EvalRun, "eval run ")
+
+
+# --- fine-tuning jobs ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -50,8 +157,7 @@ def _holding(now: float, statuses: tuple[JobStatus, ...]) -> Any:
 def _claimable(now: float, lane: Lane) -> Any:
     """What ``lane`` may take: a free (or abandoned) job waiting for it, or a training job whose
     worker died (running, lease expired: crash recovery)."""
-    expired = or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
-    free = or_(Job.lease_owner.is_(None), expired)
+    expired, free = _JOBS.free(now)
     validating = and_(Job.status == JobStatus.VALIDATING_FILES, free)
     queued = and_(Job.status == JobStatus.QUEUED, free)
     trainable = or_(queued, and_(Job.status == JobStatus.RUNNING, expired))
@@ -60,10 +166,6 @@ def _claimable(now: float, lane: Lane) -> Any:
     if lane == "train":
         return trainable
     return or_(validating, trainable)
-
-
-class _OrgBusy(Exception):
-    """The organisation reached its limit of jobs at once between choosing a job and claiming it."""
 
 
 def claim(
@@ -91,45 +193,29 @@ def claim(
         stmt = stmt.where(Job.org_id.not_in(busy.having(func.count() >= max_per_org)))
     with db.session() as s:
         candidates = list(s.execute(stmt.order_by(Job.seq).limit(5)))
-    for job_id, token, org_id in candidates:
-        try:
-            with db.session() as s:
-                res = s.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.lease_token == token)
-                    .values(
-                        lease_owner=owner,
-                        lease_token=token + 1,
-                        lease_expires_at=now + lease_seconds,
-                        attempts=Job.attempts + 1,
-                    )
-                )
-                if res.rowcount != 1:  # type: ignore[attr-defined]
-                    continue
-                if counted:
-                    s.execute(select(Organization.id).where(Organization.id == org_id).with_for_update())
-                    held = s.scalar(select(func.count()).where(Job.org_id == org_id, _holding(now, counted)))
-                    if (held or 0) > max_per_org:
-                        raise _OrgBusy
-                return Lease(job_id=job_id, token=token + 1, owner=owner)
-        except _OrgBusy:
-            continue
-    return None
+    org_of = {job_id: org_id for job_id, _, org_id in candidates}
+
+    def within_limit(s: Session, job_id: str) -> bool:
+        org_id = org_of[job_id]
+        s.execute(select(Organization.id).where(Organization.id == org_id).with_for_update())
+        held = s.scalar(select(func.count()).where(Job.org_id == org_id, _holding(now, counted)))
+        return (held or 0) <= max_per_org
+
+    got = _JOBS.claim_first(
+        db,
+        [(job_id, token) for job_id, token, _ in candidates],
+        owner,
+        now,
+        lease_seconds,
+        values={"attempts": Job.attempts + 1},
+        confirm=within_limit if counted else None,
+    )
+    return Lease(job_id=got[0], token=got[1], owner=owner) if got else None
 
 
 def fence(s: Session, lease: Lease, lease_seconds: float | None = None) -> Job:
     """Inside a transaction: prove we still hold the lease (extending it), and return the row."""
-    values: dict[str, object] = {"lease_owner": lease.owner}
-    if lease_seconds is not None:
-        values["lease_expires_at"] = session_now(s) + lease_seconds
-    res = s.execute(
-        update(Job).where(Job.id == lease.job_id, Job.lease_token == lease.token).values(**values)
-    )
-    if res.rowcount != 1:  # type: ignore[attr-defined]
-        raise LeaseLost(f"lease on {lease.job_id} was lost")
-    job = s.scalar(select(Job).where(Job.id == lease.job_id).execution_options(populate_existing=True))
-    assert job is not None
-    return job
+    return _JOBS.fence(s, lease.job_id, lease.token, lease.owner, lease_seconds)
 
 
 def heartbeat(db: Database, lease: Lease, lease_seconds: float) -> str:
@@ -140,17 +226,52 @@ def heartbeat(db: Database, lease: Lease, lease_seconds: float) -> str:
 
 def release(s: Session, lease: Lease) -> None:
     """Let the job go (paused, or finished). Fenced like every other write."""
-    fence(s, lease)
-    # Bumping the token also fences this holder's own late heartbeats out.
-    s.execute(
-        update(Job)
-        .where(Job.id == lease.job_id)
-        .values(lease_owner=None, lease_expires_at=None, lease_token=lease.token + 1)
-    )
+    _JOBS.release(s, lease.job_id, lease.token, lease.owner)
 
 
 def revoke(s: Session, job: Job) -> None:
     """Take the lease away from whoever holds it (cancellation): its next write fails."""
-    job.lease_token = job.lease_token + 1
-    job.lease_owner = None
-    job.lease_expires_at = None
+    _JOBS.revoke(job)
+
+
+# --- standalone eval runs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunLease:
+    run_id: str
+    token: int
+    owner: str
+
+
+def claim_run(db: Database, owner: str, lease_seconds: float) -> RunLease | None:
+    """Take the oldest queued (or abandoned) standalone eval run, or None; compare-and-set on the token."""
+    now = db.now()
+    _, free = _RUNS.free(now)
+    claimable = and_(EvalRun.job_id.is_(None), EvalRun.status.in_([QUEUED, IN_PROGRESS]), free)
+    with db.session() as s:
+        stmt = select(EvalRun.id, EvalRun.lease_token).where(claimable).order_by(EvalRun.seq).limit(5)
+        candidates = [(run_id, token) for run_id, token in s.execute(stmt)]
+    got = _RUNS.claim_first(db, candidates, owner, now, lease_seconds, guard=claimable)
+    return RunLease(got[0], got[1], owner) if got else None
+
+
+def take_run(s: Session, run: EvalRun, owner: str, lease_seconds: float) -> RunLease:
+    """Lease a run the caller created itself (gate runs), inside the caller's transaction."""
+    return RunLease(run.id, _RUNS.take(s, run, owner, lease_seconds), owner)
+
+
+def fence_run(s: Session, lease: RunLease, lease_seconds: float | None = None) -> EvalRun:
+    """Inside a transaction: prove the run's lease still holds (extending it) and return the run."""
+    return _RUNS.fence(s, lease.run_id, lease.token, lease.owner, lease_seconds)
+
+
+def heartbeat_run(db: Database, lease: RunLease, lease_seconds: float) -> str:
+    """Extend the run's lease; return its status."""
+    with db.session() as s:
+        return fence_run(s, lease, lease_seconds).status
+
+
+def revoke_run(run: EvalRun) -> None:
+    """Take the run away from the worker running it (cancel, delete): its next fenced write fails."""
+    _RUNS.revoke(run)

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from afinar.inference.embedding import MiniLMEncoder, bundled_model_dir
 from afinar.safety.categories import CATEGORIES
 from afinar.safety.classifier import ExemplarClassifier
-from afinar.safety.embedding import MiniLMEncoder, bundled_model_dir
 from afinar.safety.exemplars import EXEMPLARS, data_path, file_digest, load_labelled
 from afinar.safety.lexical import apply_rules
 

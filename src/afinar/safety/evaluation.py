@@ -43,9 +43,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from afinar.safety.exemplars import data_path
+
+if TYPE_CHECKING:
+    from afinar.catalog.registry import Catalog
+    from afinar.domain.models import ServableModel
+    from afinar.inference.protocol import InferenceEngine
 
 Messages = list[dict[str, str]]
 Generate = Callable[[str, Messages], str]
@@ -377,13 +382,21 @@ def evaluate_safety(
     )
 
 
-def engine_generate(container: Any, org_id: str, *, max_new_tokens: int = 64) -> Generate:
-    """A ``generate`` that serves models exactly as chat does: resolved by name, greedy decoding."""
+def engine_generate(
+    resolve: Callable[[str, str], ServableModel],
+    catalog: Catalog,
+    engine: Callable[[], InferenceEngine],
+    org_id: str,
+    *,
+    max_new_tokens: int = 64,
+) -> Generate:
+    """A ``generate`` that serves models exactly as chat does: resolved by name (``resolve(org_id,
+    name)``, the models service's ``resolve_servable``), greedy decoding."""
     from afinar.inference.types import GenerationRequest, SamplingParams
 
     def generate(model: str, messages: Messages) -> str:
-        servable = container.resolve_servable(org_id, model)
-        entry = container.catalog.get(servable.base_id)
+        servable = resolve(org_id, model)
+        entry = catalog.get(servable.base_id)
         request = GenerationRequest(
             base_path=servable.base_path,
             adapter_path=servable.adapter_path,
@@ -391,7 +404,7 @@ def engine_generate(container: Any, org_id: str, *, max_new_tokens: int = 64) ->
             params=SamplingParams(max_tokens=max_new_tokens, temperature=0.0),
             context_length=entry.context_length if entry is not None else None,
         )
-        result = container.engine.generate_sync(request)
+        result = engine().generate_sync(request)
         return str(result.choices[0].text) if result.choices else ""
 
     return generate

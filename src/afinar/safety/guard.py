@@ -1,7 +1,7 @@
 """The guard-model moderation backend: ask a Llama-Guard-style LLM, parse "safe" / "unsafe S1,S2".
 
 The guard model is a catalogue base model (``AFINAR_MODERATION_GUARD_MODEL``) served by the
-same inference engine as chat (``container.engine``), greedy, a few tokens per text; texts are
+same inference engine as chat (the container's ``engine``), greedy, a few tokens per text; texts are
 submitted together so the engine batches them.
 
 Two prompt modes (``AFINAR_MODERATION_GUARD_PROMPT``):
@@ -32,9 +32,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from afinar.safety.categories import CATEGORIES
+
+if TYPE_CHECKING:
+    from afinar.catalog.registry import Catalog
+    from afinar.inference.protocol import InferenceEngine
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +157,19 @@ class GuardBackend:
         self.last_answers: list[str] = []  # the raw answers of the latest call, for diagnosis
 
     @classmethod
-    def from_container(
-        cls, container: Any, model_id: str, *, prompt_mode: str = "instruction"
+    def from_catalog(
+        cls,
+        catalog: Catalog,
+        models_dir: Path,
+        engine: InferenceEngine,
+        model_id: str,
+        *,
+        prompt_mode: str = "instruction",
     ) -> GuardBackend:
-        entry = container.catalog.require(model_id, param="moderation_guard_model")
-        path = container.catalog.local_path(entry, container.settings.models_dir)
+        entry = catalog.require(model_id, param="moderation_guard_model")
+        path = catalog.local_path(entry, models_dir)
         return cls(
-            container.engine,
+            engine,
             path,
             model_id=model_id,
             context_length=entry.context_length,

@@ -1,6 +1,6 @@
 """Moderation: OpenAI's categories and scores for a batch of texts, from a pluggable backend.
 
-``build_moderation_engine(settings, container)`` picks the backend the operator configured
+``build_moderation_engine(settings, catalog=…, engine=…)`` picks the backend the operator configured
 (``AFINAR_MODERATION_BACKEND``):
 
 * ``builtin`` (default) — offline on CPU: MiniLM embedding classifier + lexical rules +
@@ -18,14 +18,16 @@ its subcategories, and a category is flagged when its score reaches its threshol
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from afinar.safety.categories import CATEGORIES, OMNI_ONLY, check_categories, parent
 
 if TYPE_CHECKING:
+    from afinar.catalog.registry import Catalog
     from afinar.config import Settings
+    from afinar.inference.protocol import InferenceEngine
 
 BACKENDS = ("builtin", "guard", "off")
 DEFAULT_THRESHOLD = 0.5
@@ -134,8 +136,14 @@ def _clip(value: float) -> float:
     return min(1.0, max(0.0, v))
 
 
-def build_moderation_engine(settings: Settings, container: Any = None) -> ModerationEngine:
-    """The engine the operator configured. ``container`` is needed by the ``guard`` backend only."""
+def build_moderation_engine(
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    engine: Callable[[], InferenceEngine] | None = None,
+) -> ModerationEngine:
+    """The engine the operator configured. The ``guard`` backend alone needs the catalogue and the
+    inference engine (a provider: the engine is created on first use)."""
     kind = settings.moderation_backend.strip().lower()
     backend: ModerationBackend
     if kind == "builtin":
@@ -149,14 +157,18 @@ def build_moderation_engine(settings: Settings, container: Any = None) -> Modera
     elif kind == "guard":
         from afinar.safety.guard import GuardBackend
 
-        if container is None:
-            raise ValueError("the 'guard' moderation backend needs the container (inference engine)")
+        if catalog is None or engine is None:
+            raise ValueError("the 'guard' moderation backend needs the catalogue and the inference engine")
         if not settings.moderation_guard_model:
             raise ValueError(
                 "AFINAR_MODERATION_GUARD_MODEL must name a catalogue model for the 'guard' backend"
             )
-        backend = GuardBackend.from_container(
-            container, settings.moderation_guard_model, prompt_mode=settings.moderation_guard_prompt
+        backend = GuardBackend.from_catalog(
+            catalog,
+            settings.models_dir,
+            engine(),
+            settings.moderation_guard_model,
+            prompt_mode=settings.moderation_guard_prompt,
         )
     elif kind == "off":
         backend = OffBackend()

@@ -24,7 +24,10 @@ from afinar.errors import NotFound
 from afinar.store import jobs as jobs_repo
 
 if TYPE_CHECKING:
-    from afinar.services.container import Container
+    from afinar.blobs.scratch import Scratch
+    from afinar.blobs.sealed import SealedBlobs
+    from afinar.config import Settings
+    from afinar.store.db import Database
 
 # What a terminal job never needs again: resume state (optimizer moments, step counters).
 RESUME_ONLY = frozenset({"optimizer.pt", "state.json"})
@@ -38,14 +41,17 @@ def _safe_name(name: str) -> PurePosixPath:
 
 
 class ArtefactsService:
-    def __init__(self, c: Container) -> None:
-        self.c = c
+    def __init__(self, *, db: Database, settings: Settings, sealed: SealedBlobs, scratch: Scratch) -> None:
+        self.db = db
+        self.settings = settings
+        self.sealed = sealed
+        self.scratch = scratch
 
     # -- naming -------------------------------------------------------------------------------
 
     def _relative(self, directory: Path) -> Path | None:
         try:
-            return Path(directory).resolve().relative_to(self.c.settings.jobs_dir.resolve())
+            return Path(directory).resolve().relative_to(self.settings.jobs_dir.resolve())
         except ValueError:
             return None  # not written by a job of this data directory
 
@@ -60,7 +66,7 @@ class ArtefactsService:
         rel = self._relative(directory)
         job = None
         if rel is not None and rel.parts:
-            with self.c.db.session() as s:
+            with self.db.session() as s:
                 job = jobs_repo.get_any(s, rel.parts[0])
         if job is None:
             raise NotFound(f"adapter not found at {directory}", code="model_not_found")
@@ -73,7 +79,7 @@ class ArtefactsService:
         directory = Path(directory)
         key = self.blob_key(org_id, directory)
         with (
-            self.c.sealed.writer(org_id, key) as out,
+            self.sealed.writer(org_id, key) as out,
             tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
         ):
             for path in sorted(directory.rglob("*")):
@@ -87,12 +93,12 @@ class ArtefactsService:
         return key
 
     def delete(self, org_id: str, directory: Path) -> None:
-        self.c.sealed.delete(self.blob_key(org_id, directory))
+        self.sealed.delete(self.blob_key(org_id, directory))
 
     # -- reading ------------------------------------------------------------------------------
 
     def is_sealed(self, org_id: str, directory: Path) -> bool:
-        return self.c.sealed.exists(self.blob_key(org_id, directory))
+        return self.sealed.exists(self.blob_key(org_id, directory))
 
     def members(self, org_id: str, directory: Path) -> Iterator[tuple[str, int, IO[bytes]]]:
         """(relative name, size, plaintext stream) of every file, decrypted as it is read."""
@@ -104,9 +110,9 @@ class ArtefactsService:
                         yield path.relative_to(directory).as_posix(), path.stat().st_size, f
             return
         key = self.blob_key(org_id, directory)
-        if not self.c.sealed.exists(key):
+        if not self.sealed.exists(key):
             raise NotFound(f"adapter not found at {directory}", code="model_not_found")
-        with self.c.sealed.open(org_id, key) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+        with self.sealed.open(org_id, key) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
             for info in tar:
                 if not info.isfile():
                     continue
@@ -136,7 +142,7 @@ class ArtefactsService:
             yield directory
             return
         org = org_id or self._org_of(directory)
-        with self.c.scratch.directory(memory=True) as tmp:
+        with self.scratch.directory(memory=True) as tmp:
             for name, _size, stream in self.members(org, directory):
                 target = tmp / name
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -17,17 +17,15 @@ from __future__ import annotations
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from afinar import ids
+from afinar.domain.principal import Principal
 from afinar.store import admin as admin_repo
 from afinar.store import audit as repo
 from afinar.store.db import Database
 from afinar.store.pagination import Page
 from afinar.store.tables import AuditLog
-
-if TYPE_CHECKING:
-    from afinar.services.orgs import Principal
 
 log = logging.getLogger("afinar.audit")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from afinar.blobs.local import LocalBlobStore
 from afinar.blobs.scratch import Scratch
@@ -17,17 +17,41 @@ if TYPE_CHECKING:
     from afinar.blobs.sealed import SealedBlobs
     from afinar.crypto.keys import KeyRing
     from afinar.domain.models import ServableModel
+    from afinar.inference.protocol import InferenceEngine
+    from afinar.safety.moderation import ModerationEngine
+    from afinar.services.api_keys import ApiKeysService
     from afinar.services.artefacts import ArtefactsService
+    from afinar.services.chat import ChatService
+    from afinar.services.erasure import ErasureService
+    from afinar.services.eval_compare import EvalComparisonsService
+    from afinar.services.eval_gates import EvalGatesService
+    from afinar.services.eval_items import EvalOutputItemsService
+    from afinar.services.eval_runs import EvalRunsService
+    from afinar.services.evals import EvalsService
+    from afinar.services.export import Exporter
     from afinar.services.files import FilesService
     from afinar.services.jobs import JobsService
     from afinar.services.metrics import ServingMetrics
     from afinar.services.models import ModelsService
+    from afinar.services.org_settings import OrgSettingsService
+    from afinar.services.projects import ProjectsService
+    from afinar.services.publication import Publisher
     from afinar.services.reports import ReportsService
-    from afinar.services.usage import UsageService
+    from afinar.services.retention import RetentionService
+    from afinar.services.safety_gate import SafetyGate
+    from afinar.services.screening import FileScreening
+    from afinar.services.service_accounts import ServiceAccountsService
+    from afinar.services.spend_limits import SpendLimits
+    from afinar.services.usage import UsageBilling
+    from afinar.services.usage_reports import UsageReports
+    from afinar.services.users import UsersService
+    from afinar.services.validation import ValidationStep
 
 
 class Container:
-    def __init__(self, settings: Settings, *, engine: Any = None, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, settings: Settings, *, engine: InferenceEngine | None = None, clock: Clock = system_clock
+    ) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.resolved_database_url(), clock)
@@ -36,7 +60,7 @@ class Container:
         self.scratch = Scratch(settings.scratch_dir)
         self.scratch.sweep()  # plaintext left by a crashed process
         self.catalog = Catalog.load(settings.catalog_file)
-        self._engine = engine
+        self._engine: InferenceEngine | None = engine  # None: the built-in HFEngine, on first use
         self._engine_lock = threading.Lock()
 
     @property
@@ -83,37 +107,201 @@ class Container:
     def files(self) -> FilesService:
         from afinar.services.files import FilesService
 
-        return FilesService(self)
+        return FilesService(db=self.db, sealed=self.sealed, blobs=self.blobs, settings=self.settings)
+
+    @cached_property
+    def screening(self) -> FileScreening:
+        """The data screen of the job pipeline (and of the file report)."""
+        from afinar.services.screening import FileScreening
+
+        return FileScreening(files=self.files, moderation=lambda: self.moderation, settings=self.settings)
+
+    @cached_property
+    def validation(self) -> ValidationStep:
+        """The ``validating_files`` step of the job pipeline (and of reports and estimates)."""
+        from afinar.services.validation import ValidationStep
+
+        return ValidationStep(
+            files=self.files,
+            catalog=self.catalog,
+            settings=self.settings,
+            screening=self.screening,
+            spend_limits=self.spend_limits,
+        )
 
     @cached_property
     def jobs(self) -> JobsService:
         from afinar.services.jobs import JobsService
 
-        return JobsService(self)
+        return JobsService(db=self.db, catalog=self.catalog, eval_gates=self.eval_gates)
 
     @cached_property
     def reports(self) -> ReportsService:
         from afinar.services.reports import ReportsService
 
-        return ReportsService(self)
+        return ReportsService(
+            files=self.files,
+            jobs=self.jobs,
+            catalog=self.catalog,
+            settings=self.settings,
+            validation=self.validation,
+            screening=self.screening,
+            usage=self.usage,
+        )
 
     @cached_property
     def models(self) -> ModelsService:
         from afinar.services.models import ModelsService
 
-        return ModelsService(self)
+        return ModelsService(
+            db=self.db,
+            catalog=self.catalog,
+            settings=self.settings,
+            artefacts=self.artefacts,
+            sealed=self.sealed,
+            loaded_engine=lambda: self._engine,
+        )
 
     @cached_property
     def artefacts(self) -> ArtefactsService:
         from afinar.services.artefacts import ArtefactsService
 
-        return ArtefactsService(self)
+        return ArtefactsService(db=self.db, settings=self.settings, sealed=self.sealed, scratch=self.scratch)
 
     @cached_property
-    def usage(self) -> UsageService:
-        from afinar.services.usage import UsageService
+    def safety_gate(self) -> SafetyGate:
+        """The job pipeline's safety evaluation of a tuned model (and its time estimate)."""
+        from afinar.services.safety_gate import SafetyGate
 
-        return UsageService(self)
+        return SafetyGate(
+            settings=self.settings, catalog=self.catalog, db=self.db, engine=lambda: self.engine
+        )
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        """The job pipeline's last step: model card, results file, sealed artefacts, the model row."""
+        from afinar.services.publication import Publisher
+
+        return Publisher(
+            db=self.db,
+            settings=self.settings,
+            catalog=self.catalog,
+            files=self.files,
+            artefacts=self.artefacts,
+            sealed=self.sealed,
+            usage=self.usage,
+        )
+
+    @cached_property
+    def usage(self) -> UsageBilling:
+        """Metering, prices and rating: what training and chat cost (services/usage.py)."""
+        from afinar.billing.pricebook import PriceBook
+        from afinar.services.usage import UsageBilling
+
+        return UsageBilling(
+            db=self.db,
+            settings=self.settings,
+            catalog=self.catalog,
+            pricebook=PriceBook.load(self.settings.pricebook_file),
+        )
+
+    @cached_property
+    def spend_limits(self) -> SpendLimits:
+        from afinar.services.spend_limits import SpendLimits
+
+        return SpendLimits(db=self.db, usage=self.usage)
+
+    @cached_property
+    def usage_reports(self) -> UsageReports:
+        from afinar.services.usage_reports import UsageReports
+
+        return UsageReports(settings=self.settings, usage=self.usage, spend_limits=self.spend_limits)
+
+    @cached_property
+    def projects(self) -> ProjectsService:
+        from afinar.services.projects import ProjectsService
+
+        return ProjectsService(db=self.db)
+
+    @cached_property
+    def api_keys(self) -> ApiKeysService:
+        from afinar.services.api_keys import ApiKeysService
+
+        return ApiKeysService(db=self.db, projects=self.projects)
+
+    @cached_property
+    def service_accounts(self) -> ServiceAccountsService:
+        from afinar.services.service_accounts import ServiceAccountsService
+
+        return ServiceAccountsService(db=self.db, projects=self.projects, api_keys=self.api_keys)
+
+    @cached_property
+    def users(self) -> UsersService:
+        from afinar.services.users import UsersService
+
+        return UsersService(db=self.db)
+
+    @cached_property
+    def org_settings(self) -> OrgSettingsService:
+        from afinar.services.org_settings import OrgSettingsService
+
+        return OrgSettingsService(db=self.db)
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        from afinar.services.retention import RetentionService
+
+        return RetentionService(
+            db=self.db, settings=self.settings, files=self.files, org_settings=self.org_settings
+        )
+
+    @cached_property
+    def exporter(self) -> Exporter:
+        from afinar.services.export import Exporter
+
+        return Exporter(db=self.db, files=self.files, models=self.models)
+
+    @cached_property
+    def erasure(self) -> ErasureService:
+        from afinar.services.erasure import ErasureService
+
+        return ErasureService(
+            db=self.db,
+            keys=self.keys,
+            blobs=self.blobs,
+            jobs_dir=self.settings.jobs_dir,
+            loaded_engine=lambda: self._engine,
+        )
+
+    @cached_property
+    def evals(self) -> EvalsService:
+        from afinar.services.evals import EvalsService
+
+        return EvalsService(db=self.db, sealed=self.sealed, models=self.models)
+
+    @cached_property
+    def eval_runs(self) -> EvalRunsService:
+        from afinar.services.eval_runs import EvalRunsService
+
+        return EvalRunsService(db=self.db, sealed=self.sealed, models=self.models, evals=self.evals)
+
+    @cached_property
+    def eval_output_items(self) -> EvalOutputItemsService:
+        from afinar.services.eval_items import EvalOutputItemsService
+
+        return EvalOutputItemsService(db=self.db, runs=self.eval_runs)
+
+    @cached_property
+    def eval_comparisons(self) -> EvalComparisonsService:
+        from afinar.services.eval_compare import EvalComparisonsService
+
+        return EvalComparisonsService(db=self.db, evals=self.evals, runs=self.eval_runs)
+
+    @cached_property
+    def eval_gates(self) -> EvalGatesService:
+        from afinar.services.eval_gates import EvalGatesService
+
+        return EvalGatesService(db=self.db, evals=self.evals, runs=self.eval_runs)
 
     def resolve_servable(self, org_id: str, name: str) -> ServableModel:
         return self.models.resolve_servable(org_id, name)
@@ -122,33 +310,54 @@ class Container:
     def metrics(self) -> ServingMetrics:
         from afinar.services.metrics import ServingMetrics
 
-        return ServingMetrics(self)
+        return ServingMetrics(loaded_engine=lambda: self._engine)
 
     @cached_property
-    def moderation(self) -> Any:
-        """The operator's moderation engine, built once (its models load on first use)."""
+    def moderation(self) -> ModerationEngine:
+        """The operator's moderation engine, built once (its models load on first use).
+
+        Raises ``ValueError`` when the settings name no usable backend."""
         from afinar.safety.moderation import build_moderation_engine
 
-        return build_moderation_engine(self.settings, self)
+        return build_moderation_engine(self.settings, catalog=self.catalog, engine=lambda: self.engine)
+
+    @cached_property
+    def chat(self) -> ChatService:
+        """Chat completions (the API, the dashboard's playground and eval runs)."""
+        from afinar.services.chat import ChatService
+
+        return ChatService(
+            engine=lambda: self.engine,
+            resolve_servable=self.models.resolve_servable,
+            limits=self.spend_limits,
+            usage=self.usage,
+            metrics=self.metrics,
+            moderation=lambda: self.moderation,
+            catalog=self.catalog,
+            settings=self.settings,
+            db=self.db,
+        )
 
     @property
-    def engine(self) -> Any:
-        """The inference engine, created on first use so the API tier starts without torch."""
+    def engine(self) -> InferenceEngine:
+        """The inference engine, created on first use so the API tier starts without torch.
+
+        An engine given to the constructor is used as it is; the built-in one reads adapters
+        through ``artefacts.open_dir`` (they are encrypted at rest)."""
         with self._engine_lock:
             if self._engine is None:
                 from afinar.inference.engine import HFEngine
 
-                self._engine = HFEngine(
+                engine = HFEngine(
                     adapter_cache_size=self.settings.adapter_cache_size,
                     max_queued_requests=self.settings.max_queued_requests,
                     max_batch_size=self.settings.max_batch_size,
                 )
-            store = getattr(self._engine, "store", None)
-            if store is not None and getattr(store, "opener", False) is None:
-                store.opener = self.artefacts.open_dir  # adapters are encrypted at rest
+                engine.store.opener = self.artefacts.open_dir
+                self._engine = engine
             return self._engine
 
     def close(self) -> None:
-        if self._engine is not None and hasattr(self._engine, "close"):
+        if self._engine is not None:
             self._engine.close()
         self.db.dispose()

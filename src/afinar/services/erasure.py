@@ -19,18 +19,23 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from afinar.blobs.local import LocalBlobStore
+from afinar.crypto.keys import KeyRing
 from afinar.domain.jobs import TERMINAL, JobStatus
 from afinar.errors import NotFound
 from afinar.queue.leases import revoke
 from afinar.services import audit
 from afinar.store import erasure as repo
 from afinar.store import org_keys
+from afinar.store.db import Database
 
 if TYPE_CHECKING:
-    from afinar.services.container import Container
+    from afinar.inference.protocol import InferenceEngine
 
 log = logging.getLogger("afinar.erasure")
 
@@ -60,14 +65,28 @@ class ErasureReport:
 
 
 class ErasureService:
-    def __init__(self, c: Container) -> None:
-        self.c = c
+    """``loaded_engine``: the inference engine if one was created (its adapters are unloaded)."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        keys: KeyRing,
+        blobs: LocalBlobStore,
+        jobs_dir: Path,
+        loaded_engine: Callable[[], InferenceEngine | None],
+    ) -> None:
+        self.db = db
+        self.keys = keys
+        self.blobs = blobs
+        self.jobs_dir = jobs_dir
+        self.loaded_engine = loaded_engine
 
     def _has_remnants(self, org_id: str) -> bool:
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             if repo.org_exists(s, org_id):
                 return True
-        return org_keys.load(self.c.db, org_id) is not None or bool(self.c.blobs.keys(f"{org_id}/"))
+        return org_keys.load(self.db, org_id) is not None or bool(self.blobs.keys(f"{org_id}/"))
 
     def delete_org(self, org_id: str) -> ErasureReport:
         if not org_id or "/" in org_id or org_id in (".", ".."):
@@ -77,17 +96,17 @@ class ErasureService:
         report = ErasureReport(org_id)
 
         # 1. crypto-shredding, committed first
-        org_keys.destroy(self.c.db, org_id)
-        self.c.keys.forget(org_id)
+        org_keys.destroy(self.db, org_id)
+        self.keys.forget(org_id)
         report.key_destroyed = True
 
         # 2. keys stop working at once
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             report.api_keys_deleted = repo.delete_api_keys(s, org_id)
 
         # 3. cancel what is still running or queued
-        now = int(self.c.clock())
-        with self.c.db.session() as s:
+        now = int(self.db.now())
+        with self.db.session() as s:
             for job in repo.active_jobs(s, org_id, frozenset(str(t) for t in TERMINAL)):
                 job.status = JobStatus.CANCELLED
                 job.finished_at = now
@@ -97,27 +116,27 @@ class ErasureService:
             jobs = repo.job_ids(s, org_id)
 
         # 4. content: blobs (already unreadable) and plaintext job directories
-        engine = self.c._engine
+        engine = self.loaded_engine()
         for job_id in jobs:
-            job_dir = self.c.settings.jobs_dir / job_id
+            job_dir = self.jobs_dir / job_id
             if engine is not None and hasattr(engine, "unload"):
                 for p in [job_dir / "final", *job_dir.glob("checkpoints/*")]:
                     engine.unload(p)
             if job_dir.exists():
                 shutil.rmtree(job_dir, ignore_errors=True)
                 report.job_dirs_removed += 1
-        report.blobs_removed = len(self.c.blobs.keys(f"{org_id}/"))
-        self.c.blobs.delete_prefix(f"{org_id}/")
+        report.blobs_removed = len(self.blobs.keys(f"{org_id}/"))
+        self.blobs.delete_prefix(f"{org_id}/")
 
         # 5. rows, in one transaction (the key marker and the org row last)
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             report.rows_deleted = repo.delete_rows(s, org_id)
 
         # 6. the tombstone, and no trace left in SQLite's write-ahead log
         counts = {"files": report.rows_deleted.get("files", 0), "jobs": report.rows_deleted.get("jobs", 0)}
-        audit.record(self.c.db, ORG_DELETED, org_id, org_id, project_id=None, deleted=counts)
+        audit.record(self.db, ORG_DELETED, org_id, org_id, project_id=None, deleted=counts)
         try:
-            repo.compact_sqlite(self.c.db)
+            repo.compact_sqlite(self.db)
         except Exception:  # a busy database: the next checkpoint does it
             log.warning("checkpointing the SQLite WAL after deleting %s failed", org_id, exc_info=True)
         log.info("organisation %s deleted: %s", org_id, report.to_dict())

@@ -5,9 +5,10 @@ Members, each written streamed (constant memory) and hashed while written:
 - ``<kind>.jsonl`` for every kind of ``store/export.KINDS`` (projects, keys without hashes, users,
   files metadata incl. tombstones, jobs, events, checkpoints, models, usage, evals, runs, output
   items, the audit log, …) and ``organization.json`` (the organisation row with its settings);
-- ``files/<file id>``: the content of every live file, read through ``FilesService`` (decrypted);
+- ``files/<file id>``: the content of every live file, read through the files service (decrypted);
 - ``models/<name>.zip``: each fine-tuned model's PEFT adapter archive with its model card, from
-  ``ModelsService.export_archive``;
+  the models service's ``export_archive`` (the card shaped by the caller's ``card``, the wire
+  object of ``api/schemas/models.py``);
 - ``manifest.json`` last: organisation, export time, counts, and ``bytes``/``sha256`` of every
   other member.
 
@@ -21,22 +22,31 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 from afinar.errors import NotFound
 from afinar.services import audit
 from afinar.store import export as repo
 from afinar.store import orgs as orgs_repo
+from afinar.store.db import Database
 from afinar.store.files import DELETED
-
-if TYPE_CHECKING:
-    from afinar.services.container import Container
 
 EXPORTED = "organization.exported"
 FORMAT = 1
+
+
+class FileContents(Protocol):
+    def content(self, org_id: str, file_id: str) -> Iterable[bytes]: ...
+
+
+CardBuilder = Callable[[str, dict[str, Any]], dict[str, Any]]  # (model name, published card) -> card
+
+
+class ModelArchives(Protocol):
+    def export_archive(self, org_id: str, name: str, *, card: CardBuilder) -> Iterable[bytes]: ...
 
 
 @dataclass
@@ -69,8 +79,25 @@ def member_name(model_name: str) -> str:
 
 
 class Exporter:
-    def __init__(self, c: Container, org_id: str, out: Path) -> None:
-        self.c, self.org_id, self.out = c, org_id, out
+    """``export(org_id, out)`` writes one organisation's archive."""
+
+    def __init__(self, *, db: Database, files: FileContents, models: ModelArchives) -> None:
+        self.db = db
+        self.files = files
+        self.models = models
+
+    def export(self, org_id: str, out: Path, *, card: CardBuilder) -> ExportResult:
+        """Write the organisation's archive to ``out`` (a .zip); the manifest and anything skipped."""
+        return _Export(self, org_id, out, card).run()
+
+
+class _Export:
+    """One run: the members written so far and the row counts."""
+
+    def __init__(self, exporter: Exporter, org_id: str, out: Path, card: CardBuilder) -> None:
+        self.db, self.files, self.models = exporter.db, exporter.files, exporter.models
+        self.card = card
+        self.org_id, self.out = org_id, out
         self.members: dict[str, dict[str, Any]] = {}
         self.counts: dict[str, int] = {}
 
@@ -88,7 +115,7 @@ class Exporter:
 
     def _jsonl(self, kind: repo.Kind, live_files: list[str], models: list[str]) -> Iterable[bytes]:
         n = 0
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             for row in repo.rows(s, kind, self.org_id):
                 n += 1
                 if kind.name == "files" and row.get("deleted_at") is None and row.get("status") != DELETED:
@@ -99,12 +126,12 @@ class Exporter:
         self.counts[kind.name] = n
 
     def run(self) -> ExportResult:
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             org = orgs_repo.get_org(s, self.org_id)
             if org is None:
                 raise NotFound(f"No organization found with id '{self.org_id}'.", param="organization")
             org_row = repo.as_dict(org)
-        exported_at = int(self.c.clock())
+        exported_at = int(self.db.now())
         skipped: list[dict[str, str]] = []
         self.out.parent.mkdir(parents=True, exist_ok=True)
         partial = self.out.with_name(self.out.name + ".partial")
@@ -118,14 +145,14 @@ class Exporter:
                     self._write(zf, f"{kind.name}.jsonl", self._jsonl(kind, live_files, models))
                 for file_id in live_files:
                     try:
-                        content = self.c.files.content(self.org_id, file_id)
+                        content = self.files.content(self.org_id, file_id)
                     except NotFound:  # deleted while exporting
                         skipped.append({"member": f"files/{file_id}", "reason": "deleted meanwhile"})
                         continue
                     self._write(zf, f"files/{file_id}", content)
                 for name in models:
                     try:
-                        archive = self.c.models.export_archive(self.org_id, name)
+                        archive = self.models.export_archive(self.org_id, name, card=self.card)
                     except Exception as exc:  # a model whose adapter is gone is named, not fatal
                         skipped.append({"member": member_name(name), "reason": str(exc)[:200]})
                         continue
@@ -153,10 +180,5 @@ class Exporter:
             partial.unlink(missing_ok=True)
             raise
         counts = manifest["counts"]
-        audit.record(self.c.db, EXPORTED, self.org_id, self.org_id, counts=counts)
+        audit.record(self.db, EXPORTED, self.org_id, self.org_id, counts=counts)
         return ExportResult(self.out, manifest, skipped)
-
-
-def export_org(c: Container, org_id: str, out: Path) -> ExportResult:
-    """Write the organisation's archive to ``out`` (a .zip); the manifest and anything skipped."""
-    return Exporter(c, org_id, out).run()

@@ -17,7 +17,10 @@ from afinar.store.pagination import Page
 from afinar.store.tables import File
 
 if TYPE_CHECKING:
-    from afinar.services.container import Container
+    from afinar.blobs.local import LocalBlobStore
+    from afinar.blobs.sealed import SealedBlobs
+    from afinar.config import Settings
+    from afinar.store.db import Database
 
 UPLOAD_PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
 
@@ -27,8 +30,15 @@ def not_found(file_id: str) -> NotFound:
 
 
 class FilesService:
-    def __init__(self, c: Container) -> None:
-        self.c = c
+    """Files of an organisation; ``sealed`` encrypts and decrypts, ``blobs`` (ciphertext) deletes."""
+
+    def __init__(
+        self, *, db: Database, sealed: SealedBlobs, blobs: LocalBlobStore, settings: Settings
+    ) -> None:
+        self.db = db
+        self.sealed = sealed
+        self.blobs = blobs
+        self.settings = settings
 
     def create(
         self,
@@ -60,7 +70,7 @@ class FilesService:
             project_id=project_id,
         )
         data = {"purpose": purpose, "bytes": row.bytes}
-        audit.record(self.c.db, audit.FILE_UPLOADED, org_id, row.id, project_id=project_id, data=data)
+        audit.record(self.db, audit.FILE_UPLOADED, org_id, row.id, project_id=project_id, data=data)
         return row
 
     def store(
@@ -80,12 +90,12 @@ class FilesService:
         fid = ids.file_id()
         key = f"{org_id}/files/{fid}"
         try:
-            blob = self.c.sealed.put_stream(org_id, key, chunks, self.c.settings.max_upload_bytes)
+            blob = self.sealed.put_stream(org_id, key, chunks, self.settings.max_upload_bytes)
         except BlobTooLarge as exc:
             raise InvalidRequest(
                 f"File is too large: the limit is {exc.limit} bytes.", param="file", code="file_too_large"
             ) from None
-        now = int(self.c.clock())
+        now = int(self.db.now())
         row = File(
             id=fid,
             org_id=org_id,
@@ -100,15 +110,15 @@ class FilesService:
             expires_at=now + expires_after_seconds if expires_after_seconds else None,
         )
         try:
-            with self.c.db.session() as s:
+            with self.db.session() as s:
                 repo.add(s, row)
         except BaseException:
-            self.c.blobs.delete(key)
+            self.blobs.delete(key)
             raise
         return row
 
     def get(self, org_id: str, file_id: str) -> File:
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             row = repo.get(s, org_id, file_id)
         if row is None:
             raise not_found(file_id)
@@ -121,41 +131,47 @@ class FilesService:
             raise InvalidRequest("order must be 'asc' or 'desc'", param="order")
         if not 1 <= limit <= 10000:
             raise InvalidRequest("limit must be between 1 and 10000", param="limit")
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             return repo.list_page(s, org_id, after=after, limit=limit, desc=order == "desc", purpose=purpose)
 
     def content(self, org_id: str, file_id: str) -> Iterator[bytes]:
         return self.iter_content(org_id, file_id)
+
+    def download(self, org_id: str, file_id: str, *, project_id: str | None) -> Iterator[bytes]:
+        """The content for a caller who downloads it: recorded in the audit log."""
+        chunks = self.iter_content(org_id, file_id)
+        audit.record(self.db, audit.FILE_DOWNLOADED, org_id, file_id, project_id=project_id)
+        return chunks
 
     # -- plaintext access (the blob is encrypted at rest; these decrypt) ---------------------------
 
     def iter_content(self, org_id: str, file_id: str) -> Iterator[bytes]:
         """The file's decrypted bytes, chunk by chunk (constant memory)."""
         row = self.get(org_id, file_id)
-        return self.c.sealed.iter_bytes(org_id, row.blob_key)
+        return self.sealed.iter_bytes(org_id, row.blob_key)
 
     def open(self, org_id: str, file_id: str) -> BinaryIO:
         """A read-only binary file of the decrypted content (wrap in ``io.TextIOWrapper`` for lines)."""
         row = self.get(org_id, file_id)
-        return self.c.sealed.open(org_id, row.blob_key)
+        return self.sealed.open(org_id, row.blob_key)
 
     @contextlib.contextmanager
     def materialize(self, org_id: str, file_id: str) -> Iterator[Path]:
         """The plaintext in a private scratch file (0600) for code that needs a path; removed on exit."""
         row = self.get(org_id, file_id)
         suffix = Path(row.filename).suffix[:16]
-        with self.c.sealed.materialize(org_id, row.blob_key, suffix=suffix) as path:
+        with self.sealed.materialize(org_id, row.blob_key, suffix=suffix) as path:
             yield path
 
     def delete(self, org_id: str, file_id: str, *, reason: str | None = None) -> str:
         """Remove the content; keep a content-free tombstone (id, bytes, purpose, created_at,
         deleted_at) so billing and job history still name the file. Reads answer 404 from now on."""
         row = self.get(org_id, file_id)
-        with self.c.db.session() as s:
-            if not repo.tombstone(s, org_id, file_id, int(self.c.clock())):
+        with self.db.session() as s:
+            if not repo.tombstone(s, org_id, file_id, int(self.db.now())):
                 raise not_found(file_id)
-        self.c.blobs.delete(row.blob_key)
-        db, pid = self.c.db, row.project_id
+        self.blobs.delete(row.blob_key)
+        db, pid = self.db, row.project_id
         if reason:
             audit.record(db, audit.FILE_DELETED, org_id, file_id, project_id=pid, reason=reason)
         else:

@@ -6,7 +6,7 @@ depth and the loaded adapters are read from the engine at scrape time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -14,17 +14,17 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from afinar.services.container import Container
+    from afinar.inference.protocol import InferenceEngine
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _EngineCollector(Collector):
-    def __init__(self, c: Container) -> None:
-        self.c = c
+    def __init__(self, loaded_engine: Callable[[], InferenceEngine | None]) -> None:
+        self.loaded_engine = loaded_engine
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        engine = self.c._engine  # only an engine that exists has a queue or adapters
+        engine = self.loaded_engine()  # only an engine that exists has a queue or adapters
         queue = GaugeMetricFamily(
             "afinar_inference_queue_depth", "Requests waiting for the inference engine."
         )
@@ -41,7 +41,8 @@ class _EngineCollector(Collector):
 
 
 class ServingMetrics:
-    def __init__(self, c: Container) -> None:
+    def __init__(self, *, loaded_engine: Callable[[], InferenceEngine | None]) -> None:
+        """``loaded_engine`` returns the inference engine if it was created (never creates it)."""
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "afinar_chat_requests", "Chat completion requests.", ["model", "outcome"], registry=self.registry
@@ -65,7 +66,7 @@ class ServingMetrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
             registry=self.registry,
         )
-        self.registry.register(_EngineCollector(c))
+        self.registry.register(_EngineCollector(loaded_engine))
 
     def completed(self, model: str, prompt_tokens: int, completion_tokens: int, seconds: float) -> None:
         self.requests.labels(model, "ok").inc()

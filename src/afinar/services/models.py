@@ -7,7 +7,7 @@ import json
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -16,11 +16,16 @@ from afinar.domain.models import ServableModel
 from afinar.errors import InvalidRequest, NotFound
 from afinar.ids import parse_model_name
 from afinar.services import audit
+from afinar.services.model_card import CARD_NAME
 from afinar.store import jobs as repo
-from afinar.worker.card import CARD_NAME
 
 if TYPE_CHECKING:
-    from afinar.services.container import Container
+    from afinar.blobs.sealed import SealedBlobs
+    from afinar.catalog.registry import Catalog
+    from afinar.config import Settings
+    from afinar.inference.protocol import InferenceEngine
+    from afinar.services.artefacts import ArtefactsService
+    from afinar.store.db import Database
 
 BASE_CREATED = 1730419200  # the catalogue has no creation date: a fixed, documented timestamp
 
@@ -41,12 +46,27 @@ def model_not_found(name: str) -> NotFound:
 
 
 class ModelsService:
-    def __init__(self, c: Container) -> None:
-        self.c = c
+    def __init__(
+        self,
+        *,
+        db: Database,
+        catalog: Catalog,
+        settings: Settings,
+        artefacts: ArtefactsService,
+        sealed: SealedBlobs,
+        loaded_engine: Callable[[], InferenceEngine | None],
+    ) -> None:
+        """``loaded_engine`` returns the inference engine if it was created (never creates it)."""
+        self.db = db
+        self.catalog = catalog
+        self.settings = settings
+        self.artefacts = artefacts
+        self.sealed = sealed
+        self.loaded_engine = loaded_engine
 
     def list(self, org_id: str, org_slug: str) -> list[ModelInfo]:
-        out = [ModelInfo(id=m, created=BASE_CREATED, owned_by="afinar") for m in self.c.catalog.ids()]
-        with self.c.db.session() as s:
+        out = [ModelInfo(id=m, created=BASE_CREATED, owned_by="afinar") for m in self.catalog.ids()]
+        with self.db.session() as s:
             for m in repo.list_models(s, org_id):
                 out.append(ModelInfo(id=m.id, created=m.created_at, owned_by=org_slug))
                 for ck in repo.checkpoints(s, m.job_id)[:3]:
@@ -60,14 +80,14 @@ class ModelsService:
         raise model_not_found(name)
 
     def delete(self, org_id: str, name: str) -> str:
-        if self.c.catalog.get(name) is not None:
+        if self.catalog.get(name) is not None:
             raise InvalidRequest(
                 f"The model '{name}' is a base model of the catalogue and cannot be deleted.",
                 param="model",
                 code="cannot_delete_base_model",
             )
         ref = parse_model_name(name)
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             model = repo.get_model(s, org_id, name)
             if model is None:
                 if ref.step is not None and repo.checkpoint_by_name(s, org_id, name) is not None:
@@ -81,16 +101,16 @@ class ModelsService:
         for p in paths:
             self._unload(p)
         self.remove_artefacts(org_id, model.job_id, paths)
-        audit.record(self.c.db, audit.MODEL_DELETED, org_id, name, project_id=model.project_id)
+        audit.record(self.db, audit.MODEL_DELETED, org_id, name, project_id=model.project_id)
         return name
 
     def remove_artefacts(self, org_id: str, job_id: str, paths: Iterable[Path]) -> None:
         """The encrypted adapter and checkpoints, and any plaintext left in the job directory."""
         for p in paths:
-            self.c.artefacts.delete(org_id, p)
+            self.artefacts.delete(org_id, p)
             shutil.rmtree(p, ignore_errors=True)
-        shutil.rmtree(self.c.settings.jobs_dir / job_id, ignore_errors=True)
-        self.c.sealed.store.delete_prefix(f"{org_id}/models/{job_id}")
+        shutil.rmtree(self.settings.jobs_dir / job_id, ignore_errors=True)
+        self.sealed.store.delete_prefix(f"{org_id}/models/{job_id}")
 
     def adapter_dir(self, org_id: str, name: str) -> Path:
         """The adapter directory of one of the caller's fine-tuned models or checkpoints."""
@@ -102,39 +122,44 @@ class ModelsService:
         return servable.adapter_path
 
     def card(self, org_id: str, name: str) -> dict[str, Any]:
+        """The card written when the model was published (a checkpoint: its model's); ``{}`` if none."""
         adapter = self.adapter_dir(org_id, name)
         ref = parse_model_name(name)
-        card = (
-            self.c.artefacts.read_json(org_id, adapter, CARD_NAME)
-            or self.c.artefacts.read_json(org_id, self._final_dir(org_id, ref.fine_tuned or name), CARD_NAME)
+        return (
+            self.artefacts.read_json(org_id, adapter, CARD_NAME)
+            or self.artefacts.read_json(org_id, self._final_dir(org_id, ref.fine_tuned or name), CARD_NAME)
             or {}
         )
-        return {"object": "afinar.model_card", "id": name, **card}
 
     def adapter_files(self, org_id: str, name: str) -> builtins.list[tuple[str, int]]:
         """(relative name, bytes) of each file of the adapter, as exported (decrypts to list)."""
         adapter = self.adapter_dir(org_id, name)
-        return [(n, size) for n, size, _ in self.c.artefacts.members(org_id, adapter)]
+        return [(n, size) for n, size, _ in self.artefacts.members(org_id, adapter)]
 
     def _final_dir(self, org_id: str, name: str) -> Path:
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             model = repo.get_model(s, org_id, name)
         return Path(model.adapter_path) if model else Path("/nonexistent")
 
-    def export_archive(self, org_id: str, name: str) -> Iterator[bytes]:
-        """A zip of the PEFT adapter (weights, config, tokenizer) with its model card, streamed."""
+    def export_archive(
+        self, org_id: str, name: str, *, card: Callable[[str, dict[str, Any]], dict[str, Any]]
+    ) -> Iterator[bytes]:
+        """A zip of the PEFT adapter (weights, config, tokenizer) with its model card, streamed.
+
+        ``card(name, published card)`` gives the archive's ``model_card.json`` (the wire object
+        ``afinar.model_card``: ``api/schemas/models.py``)."""
         adapter = self.adapter_dir(org_id, name)
-        card = self.card(org_id, name)
+        exported = card(name, self.card(org_id, name))
         # plaintext past 64 MiB spills to an unnamed file in the private scratch dir, gone when closed
         buf = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by chunks()
-            max_size=64 * 1024 * 1024, dir=str(self.c.settings.scratch_dir)
+            max_size=64 * 1024 * 1024, dir=str(self.settings.scratch_dir)
         )
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for member, _size, stream in self.c.artefacts.members(org_id, adapter):
+            for member, _size, stream in self.artefacts.members(org_id, adapter):
                 if PurePosixPath(member).name not in (CARD_NAME, "optimizer.pt", "state.json"):
                     with zf.open(member, "w") as out:
                         shutil.copyfileobj(stream, out, 1024 * 1024)
-            zf.writestr(CARD_NAME, json.dumps(card, indent=2, sort_keys=True))
+            zf.writestr(CARD_NAME, json.dumps(exported, indent=2, sort_keys=True))
         buf.seek(0)
 
         def chunks() -> Iterator[bytes]:
@@ -142,23 +167,23 @@ class ModelsService:
                 while chunk := buf.read(1024 * 1024):
                     yield chunk
 
-        audit.record(self.c.db, audit.MODEL_DOWNLOADED, org_id, name)
+        audit.record(self.db, audit.MODEL_DOWNLOADED, org_id, name)
         return chunks()
 
     def _unload(self, adapter_path: Path) -> None:
-        engine = self.c._engine  # only an engine that exists can hold the adapter
+        engine = self.loaded_engine()  # only an engine that exists can hold the adapter
         if engine is not None and hasattr(engine, "unload"):
             engine.unload(adapter_path)
 
     def resolve_servable(self, org_id: str, name: str) -> ServableModel:
-        entry = self.c.catalog.get(name)
+        entry = self.catalog.get(name)
         if entry is not None:
-            path = self.c.catalog.local_path(entry, self.c.settings.models_dir)
+            path = self.catalog.local_path(entry, self.settings.models_dir)
             return ServableModel(name, entry.id, path, None, "afinar", BASE_CREATED)
         ref = parse_model_name(name)
         if ref.is_base:
             raise model_not_found(name)
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             if ref.step is None:
                 model = repo.get_model(s, org_id, name)
                 adapter, created = (model.adapter_path, model.created_at) if model else (None, 0)
@@ -166,8 +191,8 @@ class ModelsService:
                 ck = repo.checkpoint_by_name(s, org_id, name)
                 parent = repo.get_model(s, org_id, ref.fine_tuned or "")
                 adapter, created = (ck.path, ck.created_at) if ck and parent else (None, 0)
-        base = self.c.catalog.get(ref.base)
+        base = self.catalog.get(ref.base)
         if adapter is None or base is None:
             raise model_not_found(name)
-        base_path = self.c.catalog.local_path(base, self.c.settings.models_dir)
+        base_path = self.catalog.local_path(base, self.settings.models_dir)
         return ServableModel(name, base.id, base_path, Path(adapter), org_id, created)

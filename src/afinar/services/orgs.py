@@ -3,44 +3,23 @@
 A key is an organisation's ``admin`` key (owner; may call ``/v1/organization/*``; acts in its own
 project, the default project, or the one an ``OpenAI-Project`` header names) or a ``project`` key
 (acts in its project only, with its owner's role). See docs/admin.md.
+
+``Principal`` is ``domain/principal.py``; it is imported here, where callers have always found it.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from afinar import ids
+from afinar.domain.principal import Principal
 from afinar.errors import AuthenticationFailed, PermissionDenied
 from afinar.services import audit
 from afinar.store import admin as admin_repo
 from afinar.store import orgs as repo
 from afinar.store.db import Database
-from afinar.store.tables import ApiKey, Organization, Project
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the organisation (and key) every object is scoped to."""
-
-    org_id: str
-    org_slug: str
-    key_id: str
-    project_id: str | None = None
-    role: str = "owner"  # owner | member | reader | none: what the key may do in its project
-    is_admin: bool = False  # an admin key: may call /v1/organization/*
-    owner_type: str | None = None  # user | service_account (the audit log's actor)
-    owner_id: str | None = None
-    owner_email: str | None = None
-    in_default_project: bool = False  # sees rows written without a project too
-    # OpenAI-Organization / OpenAI-Project headers that named nothing on this server and were ignored
-    ignored_headers: tuple[str, ...] = ()
-
+from afinar.store.tables import ApiKey, Organization, OrgUser, Project, ProjectMember, ServiceAccount
 
 ROLE_RANK = {"none": 0, "reader": 1, "member": 2, "owner": 3}
 ORGANIZATION_HEADER = "OpenAI-Organization"
@@ -179,7 +158,8 @@ def authenticate(
             )
         if row.archived_at is not None:
             raise PermissionDenied(f"The project {row.id} is archived.", code="project_archived")
-        role, email = _owner_role(s, key, org.id, row.id)
+        owner_rows = admin_repo.key_owner(s, key, org.id, row.id)
+        role, email = owner_role(key, project_id=row.id, owner=owner_rows)
         return Principal(
             org_id=org.id,
             org_slug=org.slug,
@@ -195,17 +175,20 @@ def authenticate(
         )
 
 
-def _owner_role(s: Session, key: ApiKey, org_id: str, project_id: str) -> tuple[str, str | None]:
+def owner_role(
+    key: ApiKey,
+    *,
+    project_id: str,
+    owner: tuple[ServiceAccount | None, OrgUser | None, ProjectMember | None],
+) -> tuple[str, str | None]:
     """The role the key's owner has in the project (and the owner's email, for the audit log)."""
+    account, user, member = owner
     if key.owner_type == "service_account" and key.owner_id:
-        account = admin_repo.service_account_by_id(s, key.owner_id)
         return (account.role if account and account.project_id == project_id else "none"), None
     if key.owner_type == "user" and key.owner_id:
-        user = admin_repo.get_user(s, org_id, key.owner_id)
         if user is None:
             return "none", None
         if user.role == "owner":  # an organisation owner owns every project
             return "owner", user.email
-        member = admin_repo.membership(s, project_id, user.id)
         return lowest(member.role if member else "none", "reader"), user.email
     return "owner", None

@@ -2,38 +2,31 @@
 
 An organisation's ``file_retention_days``: a number of days (≥ 1), 0 (keep forever, whatever the
 operator's default), or None (follow ``AFINAR_FILE_RETENTION_DAYS``; unset: keep forever). The
-worker calls :func:`sweep` periodically. A file a non-terminal job or a queued/running eval run
-uses is never swept: it waits until that work is done. Files past their own ``expires_after`` are
-swept the same way. Each sweep goes through ``FilesService.delete`` (blob removed, tombstone kept,
-``file.deleted`` audited with ``reason: retention``).
+worker calls :meth:`RetentionService.sweep` periodically. A file a non-terminal job or a
+queued/running eval run uses is never swept: it waits until that work is done. Files past their
+own ``expires_after`` are swept the same way. Each sweep goes through the files service's
+``delete`` (blob removed, tombstone kept, ``file.deleted`` audited with ``reason: retention``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-from afinar.errors import InvalidRequest, NotFound
+from afinar.config import Settings
+from afinar.errors import NotFound
+from afinar.services.org_settings import OrgSettingsService, SettingsUpdate
 from afinar.store import files as files_repo
 from afinar.store import retention as repo
-
-if TYPE_CHECKING:
-    from afinar.services.container import Container
-    from afinar.store.db import Database
+from afinar.store.db import Database
 
 log = logging.getLogger("afinar.retention")
 
 DAY = 86400
-MAX_DAYS = 36500
 
 
-def parse_days(value: Any, param: str = "file_retention_days") -> int | None:
-    """The wire value: an integer 0..36500 (0 keeps forever) or null (the operator's default)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAYS:
-        raise InvalidRequest(f"'{param}' must be null or an integer from 0 to {MAX_DAYS}.", param=param)
-    return value
+class FileDeleter(Protocol):
+    def delete(self, org_id: str, file_id: str, *, reason: str | None = None) -> str: ...
 
 
 def effective_days(stored: int | None, default: int | None) -> int | None:
@@ -42,37 +35,48 @@ def effective_days(stored: int | None, default: int | None) -> int | None:
     return days or None
 
 
-def set_days(db: Database, org_id: str, days: int | None) -> int | None:
-    """Store an organisation's retention through its settings object (validated, audited as
-    ``organization.settings.updated``); the stored value."""
-    from afinar.services import org_settings
+class RetentionService:
+    """``settings.file_retention_days`` (the operator's default) is read at every sweep."""
 
-    value: int | None = org_settings.update(db, org_id, {"file_retention_days": days})["file_retention_days"]
-    return value
+    def __init__(
+        self, *, db: Database, settings: Settings, files: FileDeleter, org_settings: OrgSettingsService
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.files = files
+        self.org_settings = org_settings
 
+    def set_days(self, org_id: str, days: int | None) -> int | None:
+        """Store an organisation's retention (checked by the caller) through its settings object,
+        audited as ``organization.settings.updated``; the stored value."""
+        return self.org_settings.update(
+            org_id, SettingsUpdate({"file_retention_days": days})
+        ).file_retention_days
 
-def sweep(c: Container) -> list[str]:
-    """Tombstone every file past its organisation's retention (or its own expiry); the ids swept."""
-    now = int(c.clock())
-    default = c.settings.file_retention_days
-    with c.db.session() as s:
-        plans = repo.org_retentions(s)
-    swept: list[str] = []
-    for org_id, stored in plans:
-        days = effective_days(stored, default)
-        cutoff = now - days * DAY if days else None
-        with c.db.session() as s:
-            busy = repo.files_in_use(s, org_id)
-            due = [r.id for r in files_repo.expired(s, org_id, now=now, cutoff=cutoff, exclude=busy)]
-        for file_id in due:
-            try:
-                c.files.delete(org_id, file_id, reason="retention")
-            except NotFound:
-                continue  # deleted meanwhile
-            except Exception:
-                log.exception("retention: could not delete %s of %s", file_id, org_id)
-                continue
-            swept.append(file_id)
-    if swept:
-        log.info("retention: %d file(s) became tombstones", len(swept))
-    return swept
+    def effective_days(self, stored: int | None) -> int | None:
+        return effective_days(stored, self.settings.file_retention_days)
+
+    def sweep(self) -> list[str]:
+        """Tombstone every file past its organisation's retention (or its own expiry); the ids swept."""
+        now = int(self.db.now())
+        with self.db.session() as s:
+            plans = repo.org_retentions(s)
+        swept: list[str] = []
+        for org_id, stored in plans:
+            days = self.effective_days(stored)
+            cutoff = now - days * DAY if days else None
+            with self.db.session() as s:
+                busy = repo.files_in_use(s, org_id)
+                due = [r.id for r in files_repo.expired(s, org_id, now=now, cutoff=cutoff, exclude=busy)]
+            for file_id in due:
+                try:
+                    self.files.delete(org_id, file_id, reason="retention")
+                except NotFound:
+                    continue  # deleted meanwhile
+                except Exception:
+                    log.exception("retention: could not delete %s of %s", file_id, org_id)
+                    continue
+                swept.append(file_id)
+        if swept:
+            log.info("retention: %d file(s) became tombstones", len(swept))
+        return swept

@@ -197,6 +197,20 @@ def service_account_by_id(s: Session, sa_id: str) -> ServiceAccount | None:
     return s.scalar(select(ServiceAccount).where(ServiceAccount.id == sa_id))
 
 
+def key_owner(
+    s: Session, key: ApiKey, org_id: str, project_id: str
+) -> tuple[ServiceAccount | None, OrgUser | None, ProjectMember | None]:
+    """The rows that decide a key's role in a project: its service account, or its user and the
+    user's membership of the project (None where the key has no such owner)."""
+    if key.owner_type == "service_account" and key.owner_id:
+        return service_account_by_id(s, key.owner_id), None, None
+    if key.owner_type == "user" and key.owner_id:
+        user = get_user(s, org_id, key.owner_id)
+        member = membership(s, project_id, user.id) if user is not None and user.role != "owner" else None
+        return None, user, member
+    return None, None, None
+
+
 # --- users ---------------------------------------------------------------------------------------
 
 

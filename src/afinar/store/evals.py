@@ -1,26 +1,20 @@
-"""Eval, eval run, output item and eval gate rows; the claim/lease/fence of queued eval runs.
+"""Eval, eval run, output item and eval gate rows.
 
-Runs are claimed like jobs (``queue/leases.py``): a claim bumps ``lease_token``, every later write
-of the worker is fenced by it, and cancelling or deleting a run bumps (or removes) it, so the
-worker's next write fails with ``LeaseLost`` and it stops. Gate runs (``job_id`` set) are run by
-the job's own worker and never claimed from the queue.
+Runs are claimed, fenced and revoked like jobs, by ``queue/leases.py`` (``claim_run``,
+``fence_run``, ``revoke_run``): a run deleted here takes its lease with it, so the worker's next
+fenced write fails with ``LeaseLost`` and it stops.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from afinar.errors import LeaseLost
-from afinar.store.db import Database, session_now
+from afinar.store.db import session_now
 from afinar.store.pagination import Page, paginate
-from afinar.store.tables import Eval, EvalGate, EvalOutputItem, EvalRun
-
-QUEUED, IN_PROGRESS, COMPLETED, FAILED, CANCELED = "queued", "in_progress", "completed", "failed", "canceled"
-FINISHED = (COMPLETED, FAILED, CANCELED)
-
+from afinar.store.tables import Eval, EvalGate, EvalOutputItem, EvalRun, Job
 
 # --- evals ----------------------------------------------------------------------------------------
 
@@ -81,13 +75,6 @@ def delete_run(s: Session, run: EvalRun) -> None:
     s.delete(run)
 
 
-def revoke(run: EvalRun) -> None:
-    """Take the run away from the worker running it: its next fenced write fails."""
-    run.lease_token = run.lease_token + 1
-    run.lease_owner = None
-    run.lease_expires_at = None
-
-
 # --- output items -----------------------------------------------------------------------------------
 
 
@@ -119,62 +106,22 @@ def done_item_ids(s: Session, run_id: str) -> set[int]:
     return set(s.scalars(select(EvalOutputItem.datasource_item_id).where(EvalOutputItem.run_id == run_id)))
 
 
-# --- the queue ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunLease:
-    run_id: str
-    token: int
-    owner: str
-
-
-def claim_run(db: Database, owner: str, lease_seconds: float) -> RunLease | None:
-    """Take the oldest queued (or abandoned) standalone run, or None; compare-and-set on the token."""
-    now = db.now()
-    expired = or_(EvalRun.lease_expires_at.is_(None), EvalRun.lease_expires_at < now)
-    free = or_(EvalRun.lease_owner.is_(None), expired)
-    claimable = and_(EvalRun.job_id.is_(None), EvalRun.status.in_([QUEUED, IN_PROGRESS]), free)
-    with db.session() as s:
-        candidates = list(
-            s.execute(select(EvalRun.id, EvalRun.lease_token).where(claimable).order_by(EvalRun.seq).limit(5))
-        )
-    for run_id, token in candidates:
-        with db.session() as s:
-            res = s.execute(
-                update(EvalRun)
-                .where(EvalRun.id == run_id, EvalRun.lease_token == token, claimable)
-                .values(lease_owner=owner, lease_token=token + 1, lease_expires_at=now + lease_seconds)
-            )
-            if res.rowcount == 1:  # type: ignore[attr-defined]
-                return RunLease(run_id, token + 1, owner)
-    return None
-
-
-def take(s: Session, run: EvalRun, owner: str, lease_seconds: float) -> RunLease:
-    """Lease a run the caller created itself (gate runs), inside the caller's transaction."""
-    run.lease_token = (run.lease_token or 0) + 1
-    run.lease_owner = owner
-    run.lease_expires_at = session_now(s) + lease_seconds
-    return RunLease(run.id, run.lease_token, owner)
-
-
-def fence(s: Session, lease: RunLease, lease_seconds: float | None = None) -> EvalRun:
-    """Inside a transaction: prove the lease still holds (extending it) and return the run."""
-    values: dict[str, object] = {"lease_owner": lease.owner}
-    if lease_seconds is not None:
-        values["lease_expires_at"] = session_now(s) + lease_seconds
-    res = s.execute(
-        update(EvalRun).where(EvalRun.id == lease.run_id, EvalRun.lease_token == lease.token).values(**values)
-    )
-    if res.rowcount != 1:  # type: ignore[attr-defined]
-        raise LeaseLost(f"lease on eval run {lease.run_id} was lost")
-    run = get_run_any(s, lease.run_id)
-    assert run is not None
-    return run
-
-
 # --- gates ----------------------------------------------------------------------------------------
+
+
+def add_gate(s: Session, job: Job, spec: dict[str, Any]) -> EvalGate:
+    """Store a checked gate for ``job``, inside the transaction that creates the job."""
+    gate = EvalGate(
+        job_id=job.id,
+        org_id=job.org_id,
+        eval_id=spec["eval_id"],
+        spec=spec,
+        status="pending",
+        verdict=None,
+        created_at=int(session_now(s)),
+    )
+    s.add(gate)
+    return gate
 
 
 def get_gate(s: Session, job_id: str) -> EvalGate | None:

@@ -22,13 +22,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from functools import cached_property
 from typing import TYPE_CHECKING
 
-from afinar.queue.leases import claim
-from afinar.worker.runner import JobRunner, sweep_job_dirs
+from afinar.queue.leases import Lease, claim
+from afinar.worker.runner import JobPipeline, JobRunner, sweep_job_dirs
 
 if TYPE_CHECKING:
     from afinar.services.container import Container
+    from afinar.worker.eval_gate import EvalGate
+    from afinar.worker.eval_runs import EvalRunner
 
 log = logging.getLogger("afinar.worker")
 
@@ -44,6 +47,55 @@ class Worker:
         self._evals_lock = threading.Lock()
         self._evals_running = 0
 
+    @cached_property
+    def eval_runner(self) -> EvalRunner:
+        """Executes eval runs: queued standalone runs, and the runs of eval gates."""
+        from afinar.worker.eval_runs import EvalRunner
+
+        c = self.c
+        return EvalRunner(
+            db=c.db,
+            chat=c.chat,
+            engine=lambda: c.engine,
+            limits=c.spend_limits,
+            usage=c.usage,
+            sealed=c.sealed,
+            settings=c.settings,
+        )
+
+    @cached_property
+    def eval_gate(self) -> EvalGate:
+        """The fine-tuning eval gate the job runner checks before publishing a model."""
+        from afinar.worker.eval_gate import EvalGate
+
+        c = self.c
+        return EvalGate(
+            db=c.db, runs=c.eval_runs, runner=self.eval_runner, catalog=c.catalog, settings=c.settings
+        )
+
+    @cached_property
+    def pipeline(self) -> JobPipeline:
+        """The steps of a job around its training: validation, the safety and eval gates, publication."""
+        c = self.c
+        return JobPipeline(
+            validation=c.validation, safety=c.safety_gate, eval_gate=self.eval_gate, publisher=c.publisher
+        )
+
+    def runner(self, lease: Lease) -> JobRunner:
+        """The runner of one claimed job."""
+        c = self.c
+        return JobRunner(
+            lease,
+            db=c.db,
+            settings=c.settings,
+            catalog=c.catalog,
+            files=c.files,
+            keys=c.keys,
+            blobs=c.blobs,
+            usage=c.usage,
+            pipeline=self.pipeline,
+        )
+
     # -- one unit of work per lane -------------------------------------------------------------
 
     def validate_once(self, owner: str | None = None) -> bool:
@@ -53,7 +105,7 @@ class Worker:
         if lease is None:
             return False
         log.info("worker %s validates %s", lease.owner, lease.job_id)
-        JobRunner(self.c, lease).run()
+        self.runner(lease).run()
         return True
 
     def train_once(self, owner: str | None = None) -> bool:
@@ -64,14 +116,12 @@ class Worker:
         if lease is None:
             return False
         log.info("worker %s trains %s", lease.owner, lease.job_id)
-        JobRunner(self.c, lease).run()
+        self.runner(lease).run()
         return True
 
     def eval_once(self, owner: str | None = None) -> bool:
-        """Run one queued standalone eval run (afinar.worker.evals). False: none waiting."""
-        from afinar.worker.evals import run_queued_eval
-
-        return run_queued_eval(self.c, owner or self.name)
+        """Run one queued standalone eval run (afinar.worker.eval_runs). False: none waiting."""
+        return self.eval_runner.run_queued(owner or self.name)
 
     def short_once(self, owner: str | None = None) -> bool:
         """The short lane's step: a validation first; else an eval run, while the lane keeps a
@@ -106,15 +156,14 @@ class Worker:
         if now < self._next_sweep:
             return []
         self._next_sweep = now + self.c.settings.retention_sweep_seconds
-        from afinar.services.retention import sweep
-
-        return sweep(self.c)
+        return self.c.retention.sweep()
 
     def _prime(self) -> None:
         """Build the container's shared services in this thread, before lane threads race for them."""
         c = self.c
         for name in ("keys", "sealed", "files", "jobs", "usage", "artefacts"):
             getattr(c, name)
+        self.pipeline  # noqa: B018 - the runners' steps, built once
 
     # -- threads --------------------------------------------------------------------------------
 
@@ -162,7 +211,7 @@ class Worker:
     def run_forever(self) -> None:
         """Run every lane on its own threads and the periodic sweeps in this one, until ``stop``."""
         try:  # plaintext checkpoints of jobs that ended while no worker ran (crash, cancel)
-            sweep_job_dirs(self.c)
+            sweep_job_dirs(self.c.db, self.c.settings.jobs_dir)
         except Exception:
             log.exception("sweeping finished job directories failed")
         self.start_lanes()

@@ -1,5 +1,10 @@
 """Run one claimed job to its next resting state: validate (then release it, queued, to the
-training lane), or train (or resume), evaluate and publish.
+training lane), or train (or resume), gate and publish.
+
+The runner drives the training child and turns its lines into job events and checkpoints; the
+steps around it are the pipeline's (``JobPipeline``): ``ValidationStep`` (services/validation.py),
+``SafetyGate`` (services/safety_gate.py), ``EvalGate`` (worker/eval_gate.py) and ``Publisher``
+(services/publication.py). A gate returns a verdict; only the runner fails a job.
 
 Every database write goes through ``fence``: a worker whose lease was taken away (the job was
 cancelled, or another worker recovered it) gets ``LeaseLost`` and stops the child instead of
@@ -13,37 +18,44 @@ import logging
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from afinar import ids
-from afinar.domain.jobs import TERMINAL, JobStatus
+from afinar.domain.jobs import TERMINAL, JobStatus, TrainedAdapter
 from afinar.errors import LeaseLost
 from afinar.queue.leases import Lease, fence, heartbeat, release
 from afinar.store import jobs as repo
-from afinar.store.tables import Checkpoint, FineTunedModel, Job
-from afinar.worker.card import build_card, write_card
+from afinar.store.tables import Checkpoint, Job
 from afinar.worker.child import TrainingChild
-from afinar.worker.gates import evaluate_tuned_model, expected_safety_seconds, verdict_summary
-from afinar.worker.results import results_csv
-from afinar.worker.validate import validate_job_files
 
 if TYPE_CHECKING:
-    from afinar.services.container import Container
+    from afinar.blobs.local import LocalBlobStore
+    from afinar.catalog.registry import Catalog
+    from afinar.config import Settings
+    from afinar.crypto.keys import KeyRing
+    from afinar.domain.gates import GateVerdict
+    from afinar.services.files import FilesService
+    from afinar.services.publication import Publisher
+    from afinar.services.safety_gate import SafetyGate
+    from afinar.services.usage import UsageBilling
+    from afinar.services.validation import ValidationStep
+    from afinar.store.db import Database
+    from afinar.worker.eval_gate import EvalGate
 
 log = logging.getLogger("afinar.worker")
 
 
-def sweep_job_dirs(c: Container) -> int:
+def sweep_job_dirs(db: Database, jobs_dir: Path) -> int:
     """Remove the job directories of terminal (or vanished) jobs: crash and cancel leftovers."""
-    root = c.settings.jobs_dir
-    if not root.is_dir():
+    if not jobs_dir.is_dir():
         return 0
     removed = 0
-    for d in root.iterdir():
+    for d in jobs_dir.iterdir():
         if not d.is_dir():
             continue
-        with c.db.session() as s:
+        with db.session() as s:
             job = repo.get_any(s, d.name)
         if job is None or JobStatus(job.status) in TERMINAL:
             shutil.rmtree(d, ignore_errors=True)
@@ -82,12 +94,41 @@ def step_metrics(ev: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class JobPipeline:
+    """The steps a job goes through around its training child, in order: validation (short lane),
+    then, after training, the safety gate, the eval gate and publication (training lane)."""
+
+    validation: ValidationStep
+    safety: SafetyGate
+    eval_gate: EvalGate
+    publisher: Publisher
+
+
 class JobRunner:
-    def __init__(self, c: Container, lease: Lease) -> None:
-        self.c = c
+    def __init__(
+        self,
+        lease: Lease,
+        *,
+        db: Database,
+        settings: Settings,
+        catalog: Catalog,
+        files: FilesService,
+        keys: KeyRing,
+        blobs: LocalBlobStore,
+        usage: UsageBilling,
+        pipeline: JobPipeline,
+    ) -> None:
         self.lease = lease
-        self.settings = c.settings
-        self.job_dir = c.settings.jobs_dir / lease.job_id
+        self.db = db
+        self.settings = settings
+        self.catalog = catalog
+        self.files = files
+        self.keys = keys
+        self.blobs = blobs
+        self.usage = usage
+        self.pipeline = pipeline
+        self.job_dir = settings.jobs_dir / lease.job_id
         self.lost = threading.Event()  # set when the lease was taken away
         self._stop = threading.Event()  # set when this runner is done with the job
         self.child: TrainingChild | None = None
@@ -100,7 +141,7 @@ class JobRunner:
 
     def write(self, fn: Any) -> Any:
         """Run ``fn(session, job)`` in one fenced transaction."""
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             job = fence(s, self.lease, self.settings.lease_seconds)
             return fn(s, job)
 
@@ -109,7 +150,7 @@ class JobRunner:
             job.status = JobStatus.FAILED
             job.error = error
             job.estimated_finish = None
-            job.finished_at = int(self.c.clock())
+            job.finished_at = int(self.db.now())
             repo.add_event(s, job, event or error["message"], level="error")
             release(s, self.lease)
 
@@ -157,20 +198,20 @@ class JobRunner:
             self._bill_if_cancelled()
 
     def _terminal(self) -> bool:
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             job = repo.get_any(s, self.lease.job_id)
         return job is None or JobStatus(job.status) in TERMINAL
 
     def _bill_if_cancelled(self) -> None:
         # BILLING HOOK: a cancelled job is billed once for the tokens of its last recorded step.
         try:
-            self.c.usage.settle_job(self.lease.job_id)
+            self.usage.settle_job(self.lease.job_id)
         except Exception:  # metering never takes the worker down; the usage API settles it later
             log.exception("job %s: billing the cancelled job failed", self.lease.job_id)
 
     def validate(self, job: Job) -> Job | None:
         try:
-            result = validate_job_files(self.c, job)
+            result = self.pipeline.validation.validate_job(job)
         except Exception as exc:  # an unreadable model or file is the job's failure, not the worker's
             log.exception("validation of %s crashed", job.id)
             self.fail({"code": "validation_error", "message": f"Validation failed: {exc}", "param": None})
@@ -192,18 +233,18 @@ class JobRunner:
     def _spec(self, job: Job, resume_from: str | None) -> Path:
         from afinar.training.spec import TrainSpec
 
-        entry = self.c.catalog.require(job.model)
+        entry = self.catalog.require(job.model)
         self.job_dir.mkdir(parents=True, exist_ok=True)
         # The child reads the encrypted blobs itself and gets the data key on its stdin: no
         # plaintext copy of the training data is ever written.
-        train = self.c.files.get(job.org_id, job.training_file).blob_key
-        valid = self.c.files.get(job.org_id, job.validation_file).blob_key if job.validation_file else None
-        self._secret = base64.b64encode(self.c.keys.data_key(job.org_id))
+        train = self.files.get(job.org_id, job.training_file).blob_key
+        valid = self.files.get(job.org_id, job.validation_file).blob_key if job.validation_file else None
+        self._secret = base64.b64encode(self.keys.data_key(job.org_id))
         hyper = job.resolved_hyperparameters or {}
         spec = TrainSpec(
-            base_model_path=str(self.c.catalog.local_path(entry, self.settings.models_dir)),
-            train_file=str(self.c.blobs.path(train)),
-            valid_file=str(self.c.blobs.path(valid)) if valid else None,
+            base_model_path=str(self.catalog.local_path(entry, self.settings.models_dir)),
+            train_file=str(self.blobs.path(train)),
+            valid_file=str(self.blobs.path(valid)) if valid else None,
             train_blob_key=train,
             valid_blob_key=valid,
             output_dir=str(self.job_dir),
@@ -229,7 +270,7 @@ class JobRunner:
         def _running(s: Any, j: Job) -> Job:
             first = j.started_at is None
             j.status = JobStatus.RUNNING
-            j.started_at = j.started_at or int(self.c.clock())
+            j.started_at = j.started_at or int(self.db.now())
             if first:
                 repo.add_event(s, j, "Fine-tuning job started")
             else:
@@ -251,7 +292,7 @@ class JobRunner:
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
             try:
-                status = heartbeat(self.c.db, self.lease, self.settings.lease_seconds)
+                status = heartbeat(self.db, self.lease, self.settings.lease_seconds)
             except LeaseLost:
                 self.lost.set()
                 if self.child is not None:
@@ -324,14 +365,14 @@ class JobRunner:
         if self._t_first is not None and step > self._t_first[1]:
             per_step = (time.monotonic() - self._t_first[0]) / (step - self._t_first[1])
             # The model is published after the safety evaluation: its expected time counts too.
-            eta = int(self.c.clock() + per_step * (total - step) + self._safety_seconds)
+            eta = int(self.db.now() + per_step * (total - step) + self._safety_seconds)
 
         def _do(s: Any, j: Job) -> None:
             j.current_step = step
             j.estimated_finish = eta
             repo.add_event(s, j, step_message(ev), type_="metrics", data=step_metrics(ev))
             # BILLING HOOK: tokens trained so far, what a cancellation bills.
-            self.c.usage.note_progress(s, j, step, int(ev.get("trained_tokens") or 0))
+            self.usage.note_progress(s, j, step, int(ev.get("trained_tokens") or 0))
 
         self.write(_do)
 
@@ -350,7 +391,7 @@ class JobRunner:
                         id=ids.checkpoint_id(),
                         job_id=j.id,
                         org_id=j.org_id,
-                        created_at=int(self.c.clock()),
+                        created_at=int(self.db.now()),
                         step_number=step,
                         epoch=int(ev.get("epoch", 0)),
                         model_name=name,
@@ -363,7 +404,7 @@ class JobRunner:
         self.write(_do)
 
     def _total(self) -> int:
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             job = repo.get_any(s, self.lease.job_id)
             return int(job.total_steps or 0) if job else 0
 
@@ -379,110 +420,44 @@ class JobRunner:
     def _expected_safety_seconds(self, job: Job) -> float:
         """How long the safety evaluation after training should take (docs/safety.md); 0 when off."""
         try:
-            return expected_safety_seconds(self.c, job.model)
+            return self.pipeline.safety.expected_seconds(job.model)
         except Exception:  # an estimate only: never fail the job over it
             log.exception("job %s: estimating the safety evaluation failed", job.id)
             return 0.0
 
-    def _safety_progress(self, done: int, total: int, started: float) -> None:
-        """One event per engine batch of answers, and ``estimated_finish`` from the evaluation's pace."""
-        # Before the first batch: the estimate; then the evaluation's own pace.
-        left = (time.monotonic() - started) / done * (total - done) if done > 0 else self._safety_seconds
-        eta = int(self.c.clock() + left)
-        data = {"phase": "safety_evaluation", "done": done, "total": total, "estimated_finish": eta}
-
-        def _do(s: Any, j: Job) -> None:
-            j.estimated_finish = eta
-            repo.add_event(s, j, f"Safety evaluation: {done}/{total} prompts answered", data=data)
-
-        self.write(_do)
-
-    def _safety_gate(self, job: Job, adapter: Path, checks: dict[str, Any]) -> bool:
-        """Run the post-training safety evaluation; fail the job (nothing billed) when it fails."""
-        started = time.monotonic()
-        verdict = evaluate_tuned_model(
-            self.c, job, adapter, on_progress=lambda done, total: self._safety_progress(done, total, started)
-        )
-        if verdict is None:
-            return True
-        data = verdict.to_dict()
-        checks["safety"] = data
-        message = verdict_summary(verdict)
-        if verdict.passed:
-            self.write(lambda s, j: repo.add_event(s, j, message, type_="moderation_checks", data=data))
-            return True
-
-        def _fail(s: Any, j: Job) -> None:
-            repo.add_event(s, j, message, level="error", type_="moderation_checks", data=data)
-
-        self.write(_fail)
-        self.fail({"code": "safety_eval_failed", "message": message, "param": None})
-        return False
-
     def _on_done(self, ev: dict[str, Any]) -> None:
-        with self.c.db.session() as s:
-            job = fence(s, self.lease, self.settings.lease_seconds)
-            metrics = [e.data for e in repo.metrics_events(s, job.id) if e.data]
-        checks: dict[str, Any] = {}
-        if not self._safety_gate(job, Path(ev["adapter_path"]), checks):
-            return
-        # EVAL GATE HOOK (afinar.worker.evals): a gated job is judged before its model is published.
-        from afinar.worker.evals import eval_gate_blocks
-
-        if eval_gate_blocks(self, ev, checks):
-            return
-        write_card(
-            Path(ev["adapter_path"]),
-            build_card(self.c, job, trained_tokens=int(ev["trained_tokens"]), metrics=metrics, checks=checks),
+        """Training finished: the gates judge the adapter, then it is published (or the job fails)."""
+        trained = TrainedAdapter(
+            adapter_path=Path(ev["adapter_path"]),
+            trained_tokens=int(ev["trained_tokens"]),
+            step=int(ev["step"]),
         )
-        csv_bytes = results_csv(metrics, as_base64=self.settings.results_csv_base64)
-        results = self.c.files.store(
-            job.org_id, "step_metrics.csv", "fine-tune-results", [csv_bytes], project_id=job.project_id
+        job = self.write(lambda s, j: j)
+        checks: dict[str, Any] = {}  # each gate's verdict, for the model card
+        verdict = self.pipeline.safety.check(
+            job, trained.adapter_path, write=self.write, expected_seconds=self._safety_seconds
         )
-        try:
-            sealed = self._seal_artefacts(job, Path(ev["adapter_path"]))
-        except BaseException:
-            self.c.files.delete(job.org_id, results.id)
-            raise
-
-        def _do(s: Any, j: Job) -> None:
-            s.add(
-                FineTunedModel(
-                    id=j.model_name,
-                    org_id=j.org_id,
-                    project_id=j.project_id,
-                    job_id=j.id,
-                    base_model=j.model,
-                    owned_by=j.org_id,
-                    created_at=int(self.c.clock()),
-                    adapter_path=str(ev["adapter_path"]),
-                )
-            )
-            j.status = JobStatus.SUCCEEDED
-            j.fine_tuned_model = j.model_name
-            j.trained_tokens = int(ev["trained_tokens"])
-            # BILLING HOOK: the training record, in the same transaction that marks the job succeeded.
-            self.c.usage.bill_training(s, j, j.trained_tokens)
-            j.result_files = [results.id]
-            j.finished_at = int(self.c.clock())
-            j.estimated_finish = None
-            j.current_step = int(ev["step"])
-            repo.add_event(s, j, f"New fine-tuned model created: {j.model_name}")
-            repo.add_event(s, j, "The job has successfully completed")
-            release(s, self.lease)
-
-        try:
-            self.write(_do)
-        except BaseException:
-            self.c.files.delete(job.org_id, results.id)
-            for key in sealed:
-                self.c.sealed.delete(key)
-            raise
+        if not self._passes(verdict, checks):
+            return
+        # EVAL GATE HOOK (afinar.worker.eval_gate): a gated job is judged before its model is published.
+        verdict = self.pipeline.eval_gate.check(
+            job, trained.adapter_path, write=self.write, should_stop=self.lost.is_set
+        )
+        if not self._passes(verdict, checks):
+            return
+        self.pipeline.publisher.publish(
+            job, trained, checks, write=self.write, release=lambda s: release(s, self.lease)
+        )
         self.cleanup_scratch()
         self.remove_job_dir()
 
-    def _seal_artefacts(self, job: Job, final: Path) -> list[str]:
-        """Encrypt the final adapter and the published checkpoints (without resume state)."""
-        with self.c.db.session() as s:
-            dirs = [final] + [Path(ck.path) for ck in repo.checkpoints(s, job.id)]
-        return [self.c.artefacts.seal(job.org_id, d) for d in dirs if d.is_dir()]
+    def _passes(self, verdict: GateVerdict | None, checks: dict[str, Any]) -> bool:
+        """Note a gate's verdict (None: the gate does not apply) in ``checks``; a gate only judges,
+        the runner fails the job (nothing billed, the model never served) when it did not pass."""
+        if verdict is None:
+            return True
+        checks[verdict.gate] = verdict.details
+        if verdict.passed:
+            return True
+        self.fail(verdict.job_error())
+        return False

@@ -22,13 +22,11 @@ from afinar.api.schemas.chat import (
     ChatCompletionRequest,
     chunk_body,
     chunk_choice,
-    completion_body,
-    logprobs_body,
-    message_body,
+    completion_object,
     usage_body,
 )
 from afinar.errors import AfinarError
-from afinar.services.chat import ChatCompletion, ChatService, ChatStream
+from afinar.services.chat import ChatStream
 from afinar.services.container import Container
 from afinar.services.orgs import Principal
 
@@ -38,39 +36,18 @@ router = APIRouter(tags=["chat"])
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def _service(container: Container) -> ChatService:
-    service = getattr(container, "chat", None)
-    return service if isinstance(service, ChatService) else ChatService(container)
-
-
 @router.post("/chat/completions", response_model=None)
 async def create_chat_completion(
     body: ChatCompletionRequest,
     container: Container = Depends(get_container),
     principal: Principal = Depends(get_principal),
 ) -> JSONResponse | StreamingResponse:
-    service = _service(container)
-    payload = body.model_dump(exclude_unset=True)
-    payload["model"] = body.model
-    if body.stream:
-        stream = await service.open_stream(principal, payload)
+    request = body.to_domain()  # checked by the model's validators (FastAPI parsed the body)
+    if request.stream:
+        stream = await container.chat.open_stream(principal, request)
         return StreamingResponse(_sse(stream), media_type="text/event-stream", headers=SSE_HEADERS)
-    result = await service.complete(principal, payload)
-    return JSONResponse(_completion(result))
-
-
-def _completion(result: ChatCompletion) -> dict[str, Any]:
-    choices = [
-        {
-            "index": c.index,
-            "message": message_body(c.content, c.tool_calls, c.function_call),
-            "logprobs": logprobs_body(c.logprobs),
-            "finish_reason": c.finish_reason,
-        }
-        for c in result.choices
-    ]
-    usage = usage_body(result.usage.prompt_tokens, result.usage.completion_tokens)
-    return completion_body(result.id, result.created, result.model, choices, usage)
+    result = await container.chat.complete(principal, request)
+    return JSONResponse(completion_object(result))
 
 
 def _event(data: dict[str, Any]) -> str:

@@ -7,10 +7,15 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from afinar.api.deps import get_container, get_principal, json_body
+from afinar.api.deps import get_container, get_principal, json_body, parse_body
 from afinar.api.schemas.evals import (
+    CreateEvalRequest,
+    CreateRunRequest,
+    UpdateEvalRequest,
+    comparison_object,
     eval_list,
     eval_object,
+    gate_object,
     output_item_list,
     output_item_object,
     run_list,
@@ -18,14 +23,9 @@ from afinar.api.schemas.evals import (
 )
 from afinar.errors import NotFound
 from afinar.services.container import Container
-from afinar.services.evals import EvalsService
 from afinar.services.orgs import Principal
 
 router = APIRouter(tags=["evals"])
-
-
-def _svc(c: Container) -> EvalsService:
-    return EvalsService(c)
 
 
 @router.post("/evals")
@@ -34,7 +34,7 @@ def create_eval(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return eval_object(_svc(c).create(p, body))
+    return eval_object(c.evals.create(p, parse_body(CreateEvalRequest, body).to_domain()))
 
 
 @router.get("/evals")
@@ -46,14 +46,14 @@ def list_evals(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return eval_list(_svc(c).list_evals(p.org_id, after=after, limit=limit, order=order, order_by=order_by))
+    return eval_list(c.evals.list_evals(p.org_id, after=after, limit=limit, order=order, order_by=order_by))
 
 
 @router.get("/evals/{eval_id}")
 def retrieve_eval(
     eval_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return eval_object(_svc(c).get(p.org_id, eval_id))
+    return eval_object(c.evals.get(p.org_id, eval_id))
 
 
 @router.post("/evals/{eval_id}")
@@ -63,14 +63,15 @@ def update_eval(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return eval_object(_svc(c).update(p.org_id, eval_id, body))
+    c.evals.get(p.org_id, eval_id)  # an unknown eval is a 404 before the body's 400s
+    return eval_object(c.evals.update(p.org_id, eval_id, parse_body(UpdateEvalRequest, body).to_domain()))
 
 
 @router.delete("/evals/{eval_id}")
 def delete_eval(
     eval_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return {"object": "eval.deleted", "deleted": True, "eval_id": _svc(c).delete(p.org_id, eval_id)}
+    return {"object": "eval.deleted", "deleted": True, "eval_id": c.evals.delete(p.org_id, eval_id)}
 
 
 @router.post("/evals/{eval_id}/runs")
@@ -80,7 +81,8 @@ def create_run(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return run_object(_svc(c).create_run(p, eval_id, body))
+    c.evals.get(p.org_id, eval_id)  # an unknown eval is a 404 before the body's 400s
+    return run_object(c.eval_runs.create_run(p, eval_id, parse_body(CreateRunRequest, body).to_domain()))
 
 
 @router.get("/evals/{eval_id}/runs")
@@ -94,7 +96,7 @@ def list_runs(
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
     return run_list(
-        _svc(c).list_runs(p.org_id, eval_id, after=after, limit=limit, order=order, status=status)
+        c.eval_runs.list_runs(p.org_id, eval_id, after=after, limit=limit, order=order, status=status)
     )
 
 
@@ -102,7 +104,7 @@ def list_runs(
 def retrieve_run(
     eval_id: str, run_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return run_object(_svc(c).get_run(p.org_id, eval_id, run_id))
+    return run_object(c.eval_runs.get_run(p.org_id, eval_id, run_id))
 
 
 @router.post("/evals/{eval_id}/runs/{run_id}/cancel")
@@ -110,7 +112,7 @@ def retrieve_run(
 def cancel_run(
     eval_id: str, run_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return run_object(_svc(c).cancel_run(p.org_id, eval_id, run_id))
+    return run_object(c.eval_runs.cancel_run(p.org_id, eval_id, run_id))
 
 
 @router.delete("/evals/{eval_id}/runs/{run_id}")
@@ -120,7 +122,7 @@ def delete_run(
     return {
         "object": "eval.run.deleted",
         "deleted": True,
-        "run_id": _svc(c).delete_run(p.org_id, eval_id, run_id),
+        "run_id": c.eval_runs.delete_run(p.org_id, eval_id, run_id),
     }
 
 
@@ -135,7 +137,7 @@ def list_output_items(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    page = _svc(c).output_items(
+    page = c.eval_output_items.list_items(
         p.org_id, eval_id, run_id, after=after, limit=limit, order=order, status=status
     )
     return output_item_list(page)
@@ -149,7 +151,7 @@ def retrieve_output_item(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return output_item_object(_svc(c).output_item(p.org_id, eval_id, run_id, output_item_id))
+    return output_item_object(c.eval_output_items.get(p.org_id, eval_id, run_id, output_item_id))
 
 
 @router.get("/afinar/evals/{eval_id}/compare")
@@ -161,10 +163,8 @@ def compare_runs(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    out = _svc(c).compare(p.org_id, eval_id, base_run_id, candidate_run_id)
-    if changed_only:
-        out["items"] = [i for i in out["items"] if i["change"] != "same"]
-    return out
+    cmp = c.eval_comparisons.compare(p.org_id, eval_id, base_run_id, candidate_run_id)
+    return comparison_object(cmp, changed_only=changed_only)
 
 
 @router.get("/afinar/fine_tuning/jobs/{job_id}/eval_gate")
@@ -172,7 +172,7 @@ def job_eval_gate(
     job_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
     c.jobs.get(p.org_id, job_id)
-    gate = _svc(c).gate_verdict(p.org_id, job_id)
+    gate = c.eval_gates.get(p.org_id, job_id)
     if gate is None:
         raise NotFound(f"The fine-tuning job {job_id} has no eval gate.", param="job_id")
-    return gate
+    return gate_object(gate)

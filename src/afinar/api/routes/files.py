@@ -10,9 +10,8 @@ from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
 from afinar.api.deps import get_container, get_principal
-from afinar.api.schemas.files import file_list, file_object
+from afinar.api.schemas.files import deleted_file_object, file_list, file_object
 from afinar.errors import InvalidRequest
-from afinar.services import audit
 from afinar.services.container import Container
 from afinar.services.orgs import Principal
 
@@ -79,8 +78,7 @@ def retrieve_file(
 def file_content(
     file_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> StreamingResponse:
-    chunks = c.files.content(p.org_id, file_id)
-    audit.record(c.db, audit.FILE_DOWNLOADED, p.org_id, file_id, project_id=p.project_id)
+    chunks = c.files.download(p.org_id, file_id, project_id=p.project_id)
     return StreamingResponse(chunks, media_type="application/octet-stream")
 
 
@@ -88,4 +86,4 @@ def file_content(
 def delete_file(
     file_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return {"id": c.files.delete(p.org_id, file_id), "object": "file", "deleted": True}
+    return deleted_file_object(c.files.delete(p.org_id, file_id))

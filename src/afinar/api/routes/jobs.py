@@ -6,14 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from afinar.api.deps import get_container, get_principal, json_body
-from afinar.api.schemas.jobs import checkpoint_list, event_list, job_list, job_object
+from afinar.api.deps import get_container, get_principal, json_body, parse_body
+from afinar.api.schemas.jobs import CreateJobRequest, checkpoint_list, event_list, job_list, job_object
 from afinar.services.container import Container
 from afinar.services.orgs import Principal
 from afinar.store.tables import Job
 
 router = APIRouter(tags=["fine-tuning"])
-
 
 
 def _out(c: Container, job: Job) -> dict[str, Any]:
@@ -27,7 +26,8 @@ def create_job(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return _out(c, c.jobs.create(p.org_id, p.org_slug, body, project_id=p.project_id, api_key_id=p.key_id))
+    spec = parse_body(CreateJobRequest, body).to_domain()
+    return _out(c, c.jobs.create(p.org_id, p.org_slug, spec, project_id=p.project_id, api_key_id=p.key_id))
 
 
 @router.get("/fine_tuning/jobs")

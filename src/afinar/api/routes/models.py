@@ -8,36 +8,32 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from afinar.api.deps import get_container, get_principal
+from afinar.api.schemas.models import model_card_object, model_deleted, model_list, model_object
 from afinar.services.container import Container
-from afinar.services.models import ModelInfo
 from afinar.services.orgs import Principal
 
 router = APIRouter(tags=["models"])
-
-
-def model_object(m: ModelInfo) -> dict[str, Any]:
-    return {"id": m.id, "object": "model", "created": m.created, "owned_by": m.owned_by}
 
 
 @router.get("/models")
 def list_models(
     p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return {"object": "list", "data": [model_object(m) for m in c.models.list(p.org_id, p.org_slug)]}
+    return model_list(c.models.list(p.org_id, p.org_slug))
 
 
 @router.get("/afinar/models/{model:path}/card")
 def model_card(
     model: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return c.models.card(p.org_id, model)
+    return model_card_object(model, c.models.card(p.org_id, model))
 
 
 @router.get("/afinar/models/{model:path}/adapter")
 def model_adapter(
     model: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> StreamingResponse:
-    chunks = c.models.export_archive(p.org_id, model)
+    chunks = c.models.export_archive(p.org_id, model, card=model_card_object)
     filename = model.replace(":", "_") + ".zip"
     return StreamingResponse(
         chunks,
@@ -57,4 +53,4 @@ def retrieve_model(
 def delete_model(
     model: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return {"id": c.models.delete(p.org_id, model), "object": "model", "deleted": True}
+    return model_deleted(c.models.delete(p.org_id, model))

@@ -1,7 +1,8 @@
 """``/v1/afinar/organization/settings``: the calling organisation's settings object (admin key).
 
-``GET`` returns it; ``POST`` changes the fields it is given (services/org_settings.py). Both need
-an admin key: a project key is refused with 403 ``insufficient_permissions``.
+``GET`` returns it; ``POST`` changes the fields it is given (``api/schemas/settings.py`` checks
+them, services/org_settings.py stores them). Both need an admin key: a project key is refused
+with 403 ``insufficient_permissions``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
-from afinar.api.deps import get_container, get_principal, json_body
+from afinar.api.deps import get_container, get_principal, json_body, parse_body
+from afinar.api.schemas import settings as schema
+from afinar.domain.principal import Principal
 from afinar.errors import PermissionDenied
-from afinar.services import org_settings
 from afinar.services.container import Container
-from afinar.services.orgs import Principal
 
 router = APIRouter(tags=["admin"])
 
@@ -34,7 +35,7 @@ def admin_principal(p: Principal = Depends(get_principal)) -> Principal:
 async def get_settings(
     p: Principal = Depends(admin_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return await run_in_threadpool(org_settings.get, c.db, p.org_id)
+    return schema.settings_object(await run_in_threadpool(c.org_settings.get, p.org_id))
 
 
 @router.post(PATH)
@@ -45,4 +46,5 @@ async def update_settings(
 ) -> dict[str, Any]:
     # Async endpoint so the audit actor bound by get_principal (a context variable) is visible;
     # the thread pool copies the context.
-    return await run_in_threadpool(org_settings.update, c.db, p.org_id, body)
+    update = parse_body(schema.OrganizationSettingsUpdate, body).to_domain()
+    return schema.settings_object(await run_in_threadpool(c.org_settings.update, p.org_id, update))

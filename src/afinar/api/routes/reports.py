@@ -6,7 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from afinar.api.deps import get_container, get_principal, json_body
+from afinar.api.deps import get_container, get_principal, json_body, parse_body
+from afinar.api.schemas.reports import (
+    CreateEstimateRequest,
+    estimate_object,
+    file_report_object,
+    report_method,
+)
 from afinar.services.container import Container
 from afinar.services.orgs import Principal
 
@@ -22,7 +28,10 @@ def file_report(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return c.reports.file_report(p.org_id, file_id, model=model, method=method, moderation=moderation)
+    checked = report_method(method)
+    return file_report_object(
+        c.reports.file_report(p.org_id, file_id, model=model, method=checked, moderation=moderation)
+    )
 
 
 @router.post("/afinar/estimates")
@@ -31,4 +40,5 @@ def create_estimate(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return c.reports.estimate(p.org_id, body)
+    spec = parse_body(CreateEstimateRequest, body).to_domain()
+    return estimate_object(c.reports.estimate(p.org_id, spec))

@@ -16,12 +16,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from afinar.api.deps import get_container, get_principal, json_body
+from afinar.api.deps import get_container, get_principal, json_body, parse_body
 from afinar.api.schemas import usage as schema
+from afinar.domain.principal import Principal
 from afinar.errors import InvalidRequest
 from afinar.services.container import Container
-from afinar.services.orgs import Principal
-from afinar.services.usage import UsageQuery
+from afinar.services.usage_reports import UsageQuery
 
 router = APIRouter(tags=["usage"])
 
@@ -81,7 +81,7 @@ def usage_completions(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return schema.completions_page(c.usage.completions(p.org_id, q))
+    return schema.completions_page(c.usage_reports.completions(p.org_id, q))
 
 
 @router.get("/organization/costs")
@@ -90,14 +90,14 @@ def costs(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return schema.costs_page(c.usage.costs(p.org_id, q))
+    return schema.costs_page(c.usage_reports.costs(p.org_id, q))
 
 
 @router.get("/organization/spend_limit")
 def get_spend_limit(
     p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return schema.spend_limit(c.usage.get_limit(p.org_id), project=False)
+    return schema.spend_limit(c.spend_limits.get_limit(p.org_id), project=False)
 
 
 @router.post("/organization/spend_limit")
@@ -106,21 +106,22 @@ def set_spend_limit(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return schema.spend_limit(c.usage.set_limit(p.org_id, body), project=False)
+    cents = parse_body(schema.SpendLimitUpdate, body).threshold_amount
+    return schema.spend_limit(c.spend_limits.set_limit(p.org_id, cents), project=False)
 
 
 @router.delete("/organization/spend_limit")
 def delete_spend_limit(
     p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return schema.spend_limit_deleted(c.usage.delete_limit(p.org_id), project=False)
+    return schema.spend_limit_deleted(c.spend_limits.delete_limit(p.org_id), project=False)
 
 
 @router.get("/organization/projects/{project_id}/spend_limit")
 def get_project_spend_limit(
     project_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return schema.spend_limit(c.usage.get_limit(p.org_id, project_id), project=True)
+    return schema.spend_limit(c.spend_limits.get_limit(p.org_id, project_id), project=True)
 
 
 @router.post("/organization/projects/{project_id}/spend_limit")
@@ -130,18 +131,23 @@ def set_project_spend_limit(
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
 ) -> dict[str, Any]:
-    return schema.spend_limit(c.usage.set_limit(p.org_id, body, project_id), project=True)
+    try:
+        cents = parse_body(schema.SpendLimitUpdate, body).threshold_amount
+    except InvalidRequest:
+        c.spend_limits.project(p.org_id, project_id)  # an unknown or foreign project is a 404 first
+        raise
+    return schema.spend_limit(c.spend_limits.set_limit(p.org_id, cents, project_id), project=True)
 
 
 @router.delete("/organization/projects/{project_id}/spend_limit")
 def delete_project_spend_limit(
     project_id: str, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return schema.spend_limit_deleted(c.usage.delete_limit(p.org_id, project_id), project=True)
+    return schema.spend_limit_deleted(c.spend_limits.delete_limit(p.org_id, project_id), project=True)
 
 
 @router.get("/afinar/usage")
 def usage_summary(
     p: Principal = Depends(get_principal), c: Container = Depends(get_container)
 ) -> dict[str, Any]:
-    return schema.summary(c.usage.summary(p))
+    return schema.summary(c.usage_reports.summary(p))

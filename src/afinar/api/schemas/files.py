@@ -23,5 +23,9 @@ def file_object(f: File) -> dict[str, Any]:
     }
 
 
+def deleted_file_object(file_id: str) -> dict[str, Any]:
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
 def file_list(page: Page[File]) -> dict[str, Any]:
     return listing(page.items, page.has_more, file_object)

@@ -1,16 +1,156 @@
-"""Wire shapes for fine-tuning jobs, events and checkpoints (contract §2.2-2.4)."""
+"""Wire shapes for fine-tuning jobs, events and checkpoints (contract §2.2-2.4), and the job
+creation request (``CreateJobRequest``): its fields are checked one by one, in the order clients
+have always seen their errors, with OpenAI's messages and ``param``; a valid request becomes a
+:class:`~afinar.domain.jobs.JobSpec` (``to_domain``). What needs the catalogue or the database (the
+model exists, the files are the caller's, the eval gate's eval) is ``JobsService``'s."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
 from afinar.api.schemas.lists import listing
-from afinar.domain.jobs import JobStatus
+from afinar.datasets import hyperparameters as hp
+from afinar.domain.jobs import JobSpec, JobStatus
+from afinar.errors import InvalidRequest
 from afinar.store.pagination import Page
 from afinar.store.tables import Checkpoint, EvalGate, Job, JobEvent
 
 HYPER_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
+SUFFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+METHOD_TYPES = ("supervised", "dpo", "reinforcement")
+SUPPORTED_METHODS = ("supervised",)
+MAX_SEED = 2147483647
+
+
+class CreateJobRequest(BaseModel):
+    """``POST /v1/fine_tuning/jobs`` (and ``POST /v1/afinar/estimates``). Unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", validate_default=True)
+
+    model: str = ""
+    training_file: str = ""
+    validation_file: str | None = None
+    method: dict[str, Any] = {}
+    # What was requested, from ``method.<type>.hyperparameters`` or the top level (deprecated form).
+    hyperparameters: dict[str, Any] | None = None
+    suffix: str | None = None
+    seed: int | None = None
+    integrations: list[Any] | None = None
+    metadata: dict[str, str] | None = None
+    eval_gate: dict[str, Any] | None = None
+
+    @field_validator("model", "training_file", mode="before")
+    @classmethod
+    def _required(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str) or not value:
+            raise InvalidRequest(f"Missing required parameter: '{info.field_name}'.", param=info.field_name)
+        return value
+
+    @field_validator("validation_file", mode="before")
+    @classmethod
+    def _validation_file(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequest(f"invalid validation_file: {value}", param="validation_file")
+        return value
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, value: Any) -> Any:
+        method = value or {"type": "supervised"}
+        if not isinstance(method, dict):
+            raise InvalidRequest("method must be an object", param="method")
+        mtype = method.get("type", "supervised")
+        if mtype not in METHOD_TYPES:
+            raise InvalidRequest(f"Invalid method type: {mtype!r}", param="method.type")
+        if mtype not in SUPPORTED_METHODS:
+            raise InvalidRequest(
+                f"method.type '{mtype}' is not supported by this server yet; use 'supervised'.",
+                param="method.type",
+            )
+        return {**method, "type": mtype}
+
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _hyperparameters(cls, top: Any, info: ValidationInfo) -> Any:
+        """Either ``method.<type>.hyperparameters`` or the top-level ones, in range."""
+        method = info.data["method"]  # checked above (a failed check raised)
+        mtype = method["type"]
+        nested = (method.get(mtype) or {}).get("hyperparameters")
+        if nested is not None and top is not None:
+            raise InvalidRequest(
+                "Give hyperparameters either in method or at the top level, not both.",
+                param="hyperparameters",
+            )
+        if nested is not None:
+            hp.check_ranges(nested, f"method.{mtype}.hyperparameters")
+            return dict(nested)
+        hp.check_ranges(top, "hyperparameters")
+        return dict(top or {})
+
+    @field_validator("suffix", mode="before")
+    @classmethod
+    def _suffix(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or not SUFFIX_RE.match(value)):
+            raise InvalidRequest(
+                "suffix must be 1 to 64 characters of letters, digits, '-' or '_'", param="suffix"
+            )
+        return value
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _seed(cls, value: Any) -> Any:
+        in_range = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+        if value is not None and not in_range:
+            raise InvalidRequest(f"seed must be an integer between 0 and {MAX_SEED}", param="seed")
+        return value
+
+    @field_validator("integrations", mode="before")
+    @classmethod
+    def _integrations(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, list):
+            raise InvalidRequest("integrations must be an array", param="integrations")
+        return value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata(cls, meta: Any) -> Any:
+        if meta is None:
+            return None
+        if not isinstance(meta, dict) or len(meta) > 16:
+            raise InvalidRequest("metadata must be an object of at most 16 pairs", param="metadata")
+        for k, v in meta.items():
+            if not isinstance(v, str) or len(k) > 64 or len(v) > 512:
+                raise InvalidRequest(
+                    "metadata keys are strings of at most 64 characters, values strings of at most 512",
+                    param="metadata",
+                )
+        return meta
+
+    @field_validator("eval_gate", mode="before")
+    @classmethod
+    def _eval_gate(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, dict):
+            raise InvalidRequest("eval_gate must be an object.", param="eval_gate")
+        return value
+
+    def to_domain(self) -> JobSpec:
+        """The checked request, as ``JobsService.create`` (and the estimate) take it."""
+        return JobSpec(
+            model=self.model,
+            training_file=self.training_file,
+            validation_file=self.validation_file,
+            method=str(self.method["type"]),
+            hyperparameters=dict(self.hyperparameters or {}),
+            suffix=self.suffix,
+            seed=self.seed,
+            metadata=dict(self.metadata) if self.metadata is not None else None,
+            integrations=list(self.integrations) if self.integrations is not None else None,
+            eval_gate=self.eval_gate,
+        )
 
 
 def hyperparameters(job: Job) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Wire shapes of usage, costs, spend limits (OpenAI's admin API) and Afinar's usage summary.
+"""Wire shapes of usage, costs, spend limits (OpenAI's admin API) and Afinar's usage summary,
+and the spend limit's request body.
 
 Money leaves the service as integer micro-dollars; here it becomes OpenAI's float dollars (costs)
 and cents (spend limits). Every cost result also carries ``amount_micros``, the exact integer
@@ -9,9 +10,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, model_validator
+
 from afinar.billing.money import micros_to_dollars
 from afinar.billing.periods import DAY, day_start
-from afinar.services.usage import COMPLETIONS_GROUPS, COSTS_GROUPS, LimitState, Report, Summary
+from afinar.errors import InvalidRequest
+from afinar.services.spend_limits import LimitState
+from afinar.services.usage_reports import COMPLETIONS_GROUPS, COSTS_GROUPS, Report, Summary
+
+
+class SpendLimitUpdate(BaseModel):
+    """``POST .../spend_limit``: ``{"currency": "USD", "interval": "month", "threshold_amount": cents}``."""
+
+    currency: str
+    interval: str
+    threshold_amount: int  # cents
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("currency") != "USD":
+            raise InvalidRequest("currency must be 'USD'.", param="currency")
+        if body.get("interval") != "month":
+            raise InvalidRequest("interval must be 'month'.", param="interval")
+        cents = body.get("threshold_amount")
+        if isinstance(cents, bool) or not isinstance(cents, int) or cents < 0:
+            raise InvalidRequest(
+                "threshold_amount must be a non-negative integer (cents).", param="threshold_amount"
+            )
+        return {"currency": "USD", "interval": "month", "threshold_amount": cents}
 
 
 def _grouped(names: tuple[str, ...], key: tuple[Any, ...], every: tuple[str, ...]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from afinar.api.schemas.reports import estimate_object, file_report_object
 from afinar.dashboard.deps import (
     DashboardRoute,
     Viewer,
@@ -19,6 +20,7 @@ from afinar.dashboard.deps import (
     viewer,
 )
 from afinar.dashboard.pricing import training_quote
+from afinar.domain.jobs import JobSpec
 from afinar.errors import InvalidRequest
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
@@ -88,10 +90,10 @@ def file_report(
 ) -> Response:
     c = container(request)
     model = default_model(request, model)
-    report = c.reports.file_report(v.org_id, file_id, model=model, method="supervised")
+    report = file_report_object(c.reports.file_report(v.org_id, file_id, model=model, method="supervised"))
     estimate = None
     if report["job_error"] is None and report.get("n_tokenized"):
-        estimate = c.reports.estimate(v.org_id, {"model": model, "training_file": file_id})
+        estimate = estimate_object(c.reports.estimate(v.org_id, JobSpec(model=model, training_file=file_id)))
     cost = training_quote(c, v.org_id, model, estimate["billable_tokens"]) if estimate else None
     return page(
         request, "_report.html", viewer=v, report=report, estimate=estimate, cost=cost, file_id=file_id

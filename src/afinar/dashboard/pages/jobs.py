@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from afinar.api.schemas.reports import estimate_object
 from afinar.dashboard.deps import (
     DashboardRoute,
     Viewer,
@@ -23,7 +24,7 @@ from afinar.dashboard.progress import SHOWN_EVENTS, all_events, last_losses, pro
 from afinar.errors import AfinarError, InvalidRequest, NotFound
 from afinar.services import audit
 from afinar.services.container import Container
-from afinar.worker.results import plain_csv
+from afinar.services.results import plain_csv
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 ACTIONS = ("cancel", "pause", "resume")
@@ -74,7 +75,7 @@ def estimate_fragment(request: Request, v: Viewer = Depends(viewer)) -> Response
         context["message"] = "Choose a base model and a training file to see the estimate."
     else:
         try:
-            est = c.reports.estimate(v.org_id, form.body())
+            est = estimate_object(c.reports.estimate(v.org_id, form.spec()))
             context["estimate"] = est
             if est.get("billable_tokens") is not None:
                 context["cost"] = training_quote(c, v.org_id, form.model, est["billable_tokens"])
@@ -89,7 +90,7 @@ async def create_job(request: Request, v: Viewer = Depends(checked_viewer)) -> R
     form = JobForm.read(await request.form())
     p = v.principal
     try:
-        job = c.jobs.create(p.org_id, p.org_slug, form.body(), project_id=p.project_id, api_key_id=p.key_id)
+        job = c.jobs.create(p.org_id, p.org_slug, form.spec(), project_id=p.project_id, api_key_id=p.key_id)
     except InvalidRequest as exc:
         return _form_page(request, v, form, exc)
     return redirect(f"/jobs/{job.id}")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from afinar.api.schemas.models import model_card_object
 from afinar.dashboard import modelcard
 from afinar.dashboard.deps import DashboardRoute, Viewer, checked_viewer, container, page, redirect, viewer
 
@@ -21,7 +22,8 @@ def models_page(request: Request, v: Viewer = Depends(viewer)) -> Response:
 @router.get("/models/{name:path}/adapter.zip")
 async def download_adapter(request: Request, name: str, v: Viewer = Depends(viewer)) -> Response:
     """The adapter (weights, config, tokenizer) with its model card, as the models service exports it."""
-    chunks = await run_in_threadpool(container(request).models.export_archive, v.org_id, name)
+    models = container(request).models
+    chunks = await run_in_threadpool(lambda: models.export_archive(v.org_id, name, card=model_card_object))
     disposition = f'attachment; filename="{modelcard.archive_name(name)}"'
     return StreamingResponse(
         chunks, media_type="application/zip", headers={"Content-Disposition": disposition}

@@ -11,11 +11,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from afinar.api.deps import parse_body
 from afinar.api.errors import status_for
+from afinar.api.schemas.chat import ChatCompletionRequest
 from afinar.dashboard import modelcard
 from afinar.dashboard.deps import DashboardRoute, Viewer, checked_viewer, container, page, viewer
 from afinar.errors import AfinarError, InvalidRequest
-from afinar.services.chat import ChatService, ChatStream
+from afinar.services.chat import ChatRequest, ChatStream
 from afinar.services.container import Container
 
 log = logging.getLogger(__name__)
@@ -23,10 +25,9 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 MAX_TOKENS_LIMIT = 2048
 
 
-def chat_service(c: Container) -> ChatService:
-    """The container's chat service (it meters usage) when it has one, as the API route does."""
-    service = getattr(c, "chat", None)
-    return service if isinstance(service, ChatService) else ChatService(c)
+def chat_request(data: dict[str, Any], model: str, *, stream: bool) -> ChatRequest:
+    """The form as a chat completion request, checked as the API checks one."""
+    return parse_body(ChatCompletionRequest, chat_body(data, model, stream=stream)).to_domain()
 
 
 def chat_body(data: dict[str, Any], model: str, *, stream: bool) -> dict[str, Any]:
@@ -82,9 +83,8 @@ async def playground_submit(request: Request, v: Viewer = Depends(checked_viewer
     answers: dict[str, str] = {}
     for side in ("left", "right"):
         try:
-            result = await chat_service(c).complete(
-                v.principal, chat_body(form, str(form.get(side) or ""), stream=False)
-            )
+            chat = chat_request(form, str(form.get(side) or ""), stream=False)
+            result = await c.chat.complete(v.principal, chat)
             answers[side] = result.choices[0].content or ""
         except AfinarError as exc:
             answers[side] = f"Error: {exc.message}"
@@ -133,8 +133,8 @@ async def playground_stream(request: Request, v: Viewer = Depends(checked_viewer
     if not isinstance(data, dict):
         return JSONResponse({"error": "Send a JSON object."}, 400)
     try:
-        body = chat_body(data, str(data.get("model") or ""), stream=True)
-        stream = await chat_service(container(request)).open_stream(v.principal, body)
+        chat = chat_request(data, str(data.get("model") or ""), stream=True)
+        stream = await container(request).chat.open_stream(v.principal, chat)
     except AfinarError as exc:
         return JSONResponse({"error": exc.message}, status_for(exc))
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

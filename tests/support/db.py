@@ -1,4 +1,10 @@
-"""Store tests run on SQLite and on PostgreSQL (a fresh schema per test)."""
+"""The one choice of database for tests: SQLite, then PostgreSQL at 127.0.0.1:5432 (database ``test``).
+
+``db_url`` is a fixture with two parameters; the PostgreSQL one carries the ``postgres`` mark and
+gets a fresh schema per test. Without a reachable server it skips loudly, unless
+``AFINAR_REQUIRE_POSTGRES=1`` (CI), which turns the skip into a failure. ``AFINAR_TEST_POSTGRES_URL``
+points it at another server. tests/conftest.py makes ``db_url`` and ``db`` available everywhere.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 PG_URL = os.environ.get("AFINAR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def _postgres_schema() -> Iterator[str]:
+def postgres_schema_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped afterwards; skips (or fails) without a server."""
     import sqlalchemy as sa
 
     try:
@@ -34,16 +42,17 @@ def _postgres_schema() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
     else:
-        yield from _postgres_schema()
+        yield from postgres_schema_url()
 
 
 @pytest.fixture
-def db(db_url: str):  # type: ignore[no-untyped-def]
+def db(db_url: str) -> Iterator[Any]:
+    """A ``Database`` migrated to head on ``db_url``."""
     from afinar.store.db import Database
 
     database = Database(db_url)

