@@ -28,9 +28,12 @@ test: $(STAMP) browser
 # The date-sensitive tiers again, with the process clock just before a year's end (and, for the
 # tiers that train no model, a month's end): no test may pass or fail with the calendar. Tests
 # inject the container's clock; these runs prove that nothing reads the wall clock behind it.
-CALENDAR_TIERS := tests/billing tests/admin/test_retention.py tests/admin/test_audit.py
-CALENDAR_QUICK := tests/billing/test_ledger.py tests/billing/test_api.py tests/billing/test_rating.py \
-	tests/admin/test_retention.py tests/admin/test_audit.py
+CALENDAR_BILLING := tests/billing tests/metering/test_ledger.py tests/api/test_usage.py \
+	tests/api/test_chat_metering.py tests/services/test_one_clock.py tests/worker/test_training_billing.py \
+	tests/store/migrations/test_0002_billing.py
+CALENDAR_TIERS := $(CALENDAR_BILLING) tests/services/test_retention.py tests/api/test_admin_audit_logs.py
+CALENDAR_QUICK := tests/metering/test_ledger.py tests/api/test_usage.py tests/billing/test_rating.py \
+	tests/services/test_retention.py tests/api/test_admin_audit_logs.py
 test-calendar: $(STAMP)
 	@# The crash-and-resume billing test is about a killed worker, not dates: it runs once, in make test.
 	$(PY) -m pytest -q $(CALENDAR_TIERS) --wall-clock 2026-12-31T23:59:50Z -k 'not worker_killed'

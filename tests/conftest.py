@@ -1,5 +1,9 @@
 """Shared fixtures: a tiny base model, a migrated container, the official SDK in-process, the
-databases (tests/support/db.py), and the guard that keeps every test off the network."""
+databases (tests/support/db.py), and the guard that keeps every test off the network.
+
+Fixtures that several test folders use live in tests/support/ and are imported here: the admin
+SDK, a project and its service account (sdk.py), the fixed clock (clock.py), the bootstrap
+principal and containers on both databases (billing.py), the moderation engine (moderation.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +15,17 @@ from pathlib import Path
 import pytest
 
 from tests.support import socket_guard
+from tests.support.billing import any_db, principal  # noqa: F401  (fixtures)
+from tests.support.clock import clock  # noqa: F401  (fixture)
 from tests.support.db import db, db_url  # noqa: F401  (fixtures: SQLite, then PostgreSQL)
-from tests.support.tiny_model import build_tiny_model, write_catalog
+from tests.support.moderation import builtin_engine  # noqa: F401  (fixture)
+from tests.support.sdk import admin, bot, project  # noqa: F401  (fixtures)
+from tests.support.tiny_model import TINY, build_tiny_model, write_catalog
 
 # Never the Hugging Face hub: set before anything imports huggingface_hub; servers and training
 # children inherit it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-TINY = "tiny-llama"
 
 
 @pytest.fixture(autouse=True)

@@ -221,7 +221,7 @@ def test_fine_tuned_adapter_is_served(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from afinar.domain.models import ServableModel
-    from tests.inference.support import make_adapter
+    from tests.support.adapters import make_adapter
 
     adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", seed=5)
     name = "ft:tiny-llama:default::abcd1234"

@@ -13,8 +13,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import TINY
 from tests.support.data import chat_file
+from tests.support.tiny_model import TINY
 from tests.support.worker import run_worker
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.conftest import TINY
 from tests.support.data import chat_example, chat_file, write_jsonl
+from tests.support.tiny_model import TINY
 from tests.support.worker import run_worker
 
 
@@ -49,6 +49,12 @@ def test_create_returns_validating_files_with_every_field(client: openai.OpenAI,
             },
             "method.supervised.hyperparameters.learning_rate_multiplier",
         ),
+        ({"method": {"type": "supervised", "supervised": "fast"}}, "method.supervised"),
+        (
+            {"method": {"type": "supervised", "supervised": {"hyperparameters": 3}}},
+            "method.supervised.hyperparameters",
+        ),
+        ({"hyperparameters": ["n_epochs"]}, "hyperparameters"),
         ({"suffix": "x" * 65}, "suffix"),
         ({"seed": -1}, "seed"),
     ],

@@ -7,7 +7,7 @@ import contextlib
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import TINY
+from tests.support.tiny_model import TINY
 
 
 def samples(http) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # type: ignore[no-untyped-def]

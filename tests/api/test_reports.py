@@ -8,8 +8,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import TINY
 from tests.support.data import chat_example, chat_file, write_jsonl
+from tests.support.tiny_model import TINY
 from tests.support.worker import run_worker
 
 

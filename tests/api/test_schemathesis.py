@@ -32,9 +32,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.conftest import TINY
-from tests.evals.conftest import EXACT_MATCH, make_eval
 from tests.support.data import chat_file
+from tests.support.evals import EXACT_MATCH, make_eval
+from tests.support.tiny_model import TINY
 from tests.support.worker import run_worker
 
 AUTH = {"authorization": "Bearer sk-test-key"}

@@ -15,7 +15,7 @@ from afinar.billing.periods import month_start, next_month_start, utc_day
 from afinar.billing.pricebook import PriceBook, PriceNotFound
 from afinar.billing.rating import TrainingItem, cost, rate_training, training_estimate
 from afinar.errors import InvalidRequest
-from tests.billing.conftest import DAY, T0
+from tests.support.clock import DAY, T0
 
 
 def test_cost_is_integer_micro_dollars_rounded_half_up() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.cli.conftest import Cli
-from tests.conftest import TINY
+from tests.support.cli import Cli
 from tests.support.server import API_KEY, Server
+from tests.support.tiny_model import TINY
 
 
 def test_chat_one_question_streams_the_answer(cli: Cli) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.cli.conftest import Cli
-from tests.conftest import TINY
+from tests.support.cli import Cli
 from tests.support.data import chat_example, chat_file, write_jsonl
+from tests.support.tiny_model import TINY
 
 
 def test_good_file_structure_only(offline: Cli, tmp_path: Path) -> None:

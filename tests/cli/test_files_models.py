@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.conftest import Cli
-from tests.conftest import TINY
+from tests.support.cli import Cli
 from tests.support.data import chat_file
+from tests.support.tiny_model import TINY
 
 
 def test_files_upload_list_delete(cli: Cli, tmp_path: Path) -> None:

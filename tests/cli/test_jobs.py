@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import Cli, cli_env
-from tests.conftest import TINY
+from tests.support.cli import Cli, cli_env
 from tests.support.data import chat_file
 from tests.support.server import Server
+from tests.support.tiny_model import TINY
 from tests.support.wait import wait_for
 
 

@@ -10,8 +10,8 @@ import openai
 import pytest
 
 from afinar.evals import similarity
-from tests.conftest import TINY
-from tests.evals.conftest import ScriptedEngine, jsonl_source, make_eval
+from tests.support.evals import ScriptedEngine, jsonl_source, make_eval
+from tests.support.tiny_model import TINY
 from tests.support.worker import run_worker
 
 

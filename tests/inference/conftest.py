@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.inference.support import make_adapter
+from tests.support.adapters import make_adapter
 from tests.support.tiny_model import CHATML_TEMPLATE
 
 OTHER_TEMPLATE = CHATML_TEMPLATE.replace(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from afinar.errors import InvalidRequest, RateLimited
-from tests.inference.support import request
+from tests.support.adapters import request
 
 LONG = {"max_tokens": 12}
 
@@ -44,7 +44,7 @@ def test_prompt_tokens_are_the_rendered_prompt(engine: Any, tiny_model_dir: Path
     from transformers import AutoTokenizer
 
     from afinar.datasets.encoding import render_prompt
-    from tests.inference.support import QUESTION
+    from tests.support.adapters import QUESTION
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     expected = len(tok(render_prompt(tok, QUESTION), add_special_tokens=False)["input_ids"])

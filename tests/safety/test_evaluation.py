@@ -164,7 +164,7 @@ def test_a_prompt_set_without_forbidden_prompts_is_refused() -> None:
 
 def test_plumbing_through_the_real_engine(container: Any) -> None:
     """The tiny model against itself: greedy answers are identical, so nothing regresses."""
-    from tests.conftest import TINY
+    from tests.support.tiny_model import TINY
 
     c = container
     generate = engine_generate(c.resolve_servable, c.catalog, lambda: c.engine, "org-x", max_new_tokens=6)

@@ -116,7 +116,7 @@ def test_build_rejects_bad_configuration(settings: Any) -> None:
 @pytest.fixture
 def guard_container(settings: Any) -> Iterator[Any]:
     from afinar.services.container import Container
-    from tests.conftest import TINY
+    from tests.support.tiny_model import TINY
 
     # The tiny model's 256-token context cannot hold the instruction prompt: use its template.
     c = Container(

@@ -18,8 +18,8 @@ import openai
 import pytest
 
 from afinar.safety.evaluation import SafetyPrompt, ask_models, evaluate_safety
-from tests.conftest import TINY
 from tests.support.data import chat_file
+from tests.support.tiny_model import TINY
 from tests.support.worker import run_worker
 
 PROMPTS = [SafetyPrompt(f"p{i}", "violence", f"prompt {i}", forbidden=i < 7) for i in range(10)]

@@ -6,7 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from afinar.domain.evals import DataSource
 
 
 class JobStatus(StrEnum):
@@ -52,7 +55,20 @@ class JobSpec:
     seed: int | None = None  # None: the service draws one
     metadata: dict[str, str] | None = None
     integrations: list[Any] | None = None
-    eval_gate: dict[str, Any] | None = None  # the raw gate; ``EvalGatesService.parse`` checks it
+    eval_gate: EvalGateSpec | None = None
+
+
+@dataclass(frozen=True)
+class EvalGateSpec:
+    """A job's ``eval_gate`` checked for shape: the eval to run on the base and the tuned model,
+    the ``completions`` data source (without its model) and the rule (at least one of the two
+    rates). ``EvalGatesService.parse`` checks what needs the eval: the criterion, the items."""
+
+    eval_id: str
+    data_source: DataSource
+    min_pass_rate: float | None = None
+    beat_base_by: float | None = None
+    testing_criteria: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from afinar.errors import InvalidRequest, NotFound
-from afinar.services import eval_checks as checks
 from afinar.store import evals as repo
 from afinar.store.tables import EvalGate
 
 if TYPE_CHECKING:
+    from afinar.domain.jobs import EvalGateSpec
     from afinar.services.eval_runs import EvalRunsService
     from afinar.services.evals import EvalsService
     from afinar.store.db import Database, Session
@@ -27,56 +27,38 @@ class EvalGatesService:
         self.evals = evals
         self.runs = runs
 
-    def parse(self, org_id: str, raw: Any) -> dict[str, Any] | None:
-        """Check a job's ``eval_gate`` (400s with ``param`` under ``eval_gate``); None when absent.
+    def parse(self, org_id: str, spec: EvalGateSpec | None) -> dict[str, Any] | None:
+        """Check a job's eval gate against its eval (400s with ``param`` under ``eval_gate``): the eval
+        exists, the criterion is one of its criteria, the data source's items fit its item schema.
+        Returns the gate as stored (None when the job has none); the edge checked its shape.
 
-        ``{"eval_id": "eval_…", "data_source": {completions data source without "model"},
-        "min_pass_rate": 0.5, "beat_base_by": 0.0, "testing_criteria": "<criterion name>"?}`` — at least
-        one of ``min_pass_rate`` / ``beat_base_by``. Pass rates are items passing every criterion over the
-        graded items (errored items are left out), or one criterion's pass rate when ``testing_criteria``
-        names it.
+        Pass rates are items passing every criterion over the graded items (errored items are left
+        out), or one criterion's pass rate when ``testing_criteria`` names it.
         """
-        if raw is None:
+        if spec is None:
             return None
-        if not isinstance(raw, dict):
-            raise InvalidRequest("eval_gate must be an object.", param="eval_gate")
-        eid = raw.get("eval_id")
-        if not isinstance(eid, str) or not eid:
-            raise InvalidRequest(
-                "Missing required parameter: 'eval_gate.eval_id'.", param="eval_gate.eval_id"
-            )
         try:
-            ev = self.evals.get(org_id, eid)
+            ev = self.evals.get(org_id, spec.eval_id)
         except NotFound:
-            raise InvalidRequest(f"No eval found with id '{eid}'.", param="eval_gate.eval_id") from None
-        min_rate = checks.rate(raw, "min_pass_rate", 0.0)
-        beat = checks.rate(raw, "beat_base_by", -1.0)
-        if min_rate is None and beat is None:
-            raise InvalidRequest("eval_gate needs 'min_pass_rate' and/or 'beat_base_by'.", param="eval_gate")
-        criterion = raw.get("testing_criteria")
+            raise InvalidRequest(
+                f"No eval found with id '{spec.eval_id}'.", param="eval_gate.eval_id"
+            ) from None
+        criterion = spec.testing_criteria
         if criterion is not None and criterion not in [x["name"] for x in ev.testing_criteria]:
             raise InvalidRequest(
                 f"The eval has no testing criterion named {criterion!r}.", param="eval_gate.testing_criteria"
             )
-        source = raw.get("data_source")
-        if not isinstance(source, dict) or source.get("type") != "completions":
-            raise InvalidRequest(
-                "eval_gate.data_source must be a 'completions' data source (the platform fills in "
-                "the base and the tuned model).",
-                param="eval_gate.data_source",
-            )
         try:
-            ds = checks.data_source({**source, "model": None}, model_required=False)
-            echo, _rows, _model = self.runs.check_data_source(org_id, ev, ds)
+            echo, _rows, _model = self.runs.check_data_source(org_id, ev, spec.data_source)
         except InvalidRequest as exc:
             exc.param = "eval_gate." + (exc.param or "data_source")
             raise
         echo.pop("model", None)
         return {
-            "eval_id": eid,
+            "eval_id": spec.eval_id,
             "data_source": echo,
-            "min_pass_rate": min_rate,
-            "beat_base_by": beat,
+            "min_pass_rate": spec.min_pass_rate,
+            "beat_base_by": spec.beat_base_by,
             "testing_criteria": criterion,
         }
 

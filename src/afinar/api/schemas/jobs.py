@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from afinar.api.schemas.lists import listing
 from afinar.datasets import hyperparameters as hp
-from afinar.domain.jobs import JobSpec, JobStatus
+from afinar.domain.jobs import EvalGateSpec, JobSpec, JobStatus
 from afinar.errors import InvalidRequest
+from afinar.services import eval_checks
 from afinar.store.pagination import Page
 from afinar.store.tables import Checkpoint, EvalGate, Job, JobEvent
 
@@ -71,6 +72,9 @@ class CreateJobRequest(BaseModel):
                 f"method.type '{mtype}' is not supported by this server yet; use 'supervised'.",
                 param="method.type",
             )
+        section = method.get(mtype)
+        if section is not None and not isinstance(section, dict):
+            raise InvalidRequest(f"method.{mtype} must be an object", param=f"method.{mtype}")
         return {**method, "type": mtype}
 
     @field_validator("hyperparameters", mode="before")
@@ -133,8 +137,8 @@ class CreateJobRequest(BaseModel):
     @field_validator("eval_gate", mode="before")
     @classmethod
     def _eval_gate(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, dict):
-            raise InvalidRequest("eval_gate must be an object.", param="eval_gate")
+        if value is not None:
+            eval_gate_spec(value)  # shape only; the service checks the eval itself
         return value
 
     def to_domain(self) -> JobSpec:
@@ -149,8 +153,44 @@ class CreateJobRequest(BaseModel):
             seed=self.seed,
             metadata=dict(self.metadata) if self.metadata is not None else None,
             integrations=list(self.integrations) if self.integrations is not None else None,
-            eval_gate=self.eval_gate,
+            eval_gate=eval_gate_spec(self.eval_gate) if self.eval_gate is not None else None,
         )
+
+
+def eval_gate_spec(raw: Any) -> EvalGateSpec:
+    """A job's ``eval_gate`` checked for shape (400s with ``param`` under ``eval_gate``).
+
+    ``{"eval_id": "eval_…", "data_source": {completions data source without "model"},
+    "min_pass_rate": 0.5, "beat_base_by": 0.0, "testing_criteria": "<criterion name>"?}`` — at least
+    one of ``min_pass_rate`` / ``beat_base_by``.
+    """
+    if not isinstance(raw, dict):
+        raise InvalidRequest("eval_gate must be an object.", param="eval_gate")
+    eid = raw.get("eval_id")
+    if not isinstance(eid, str) or not eid:
+        raise InvalidRequest("Missing required parameter: 'eval_gate.eval_id'.", param="eval_gate.eval_id")
+    min_rate = eval_checks.rate(raw, "min_pass_rate", 0.0)
+    beat = eval_checks.rate(raw, "beat_base_by", -1.0)
+    if min_rate is None and beat is None:
+        raise InvalidRequest("eval_gate needs 'min_pass_rate' and/or 'beat_base_by'.", param="eval_gate")
+    criterion = raw.get("testing_criteria")
+    if criterion is not None and not isinstance(criterion, str):
+        raise InvalidRequest(
+            f"The eval has no testing criterion named {criterion!r}.", param="eval_gate.testing_criteria"
+        )
+    source = raw.get("data_source")
+    if not isinstance(source, dict) or source.get("type") != "completions":
+        raise InvalidRequest(
+            "eval_gate.data_source must be a 'completions' data source (the platform fills in "
+            "the base and the tuned model).",
+            param="eval_gate.data_source",
+        )
+    try:
+        ds = eval_checks.data_source({**source, "model": None}, model_required=False)
+    except InvalidRequest as exc:
+        exc.param = "eval_gate." + (exc.param or "data_source")
+        raise
+    return EvalGateSpec(eid, ds, min_pass_rate=min_rate, beat_base_by=beat, testing_criteria=criterion)
 
 
 def hyperparameters(job: Job) -> dict[str, Any]:
