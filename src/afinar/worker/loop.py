@@ -161,9 +161,8 @@ class Worker:
     def _prime(self) -> None:
         """Build the container's shared services in this thread, before lane threads race for them."""
         c = self.c
-        for name in ("keys", "sealed", "files", "jobs", "usage", "artefacts"):
-            getattr(c, name)
-        self.pipeline  # noqa: B018 - the runners' steps, built once
+        primed = (c.keys, c.sealed, c.files, c.jobs, c.usage, c.artefacts, self.pipeline)
+        log.debug("worker %s: %d shared services built", self.name, len(primed))
 
     # -- threads --------------------------------------------------------------------------------
 
