@@ -7,13 +7,16 @@ publication) in-process on a fresh data directory, with the bundled base model b
     .venv/bin/python bench/train_throughput.py --epochs 1 --batch-size 8
 
 Prints one JSON line: wall seconds (create → succeeded), training seconds (started → succeeded),
-trained tokens and tokens/s.
+trained tokens and tokens/s; and from the step events (training/flops.py) the steady tokens/s of
+the steps alone (median after the first), the median MFU (null on a CPU unless
+AFINAR_TRAIN_PEAK_FLOPS is set), the device kind, and the speed recorded for estimates.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +34,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from afinar.config import Settings
+    from afinar.domain.jobs import JobSpec
     from afinar.services.container import Container
     from afinar.services.orgs import create_org
     from afinar.store import jobs as jobs_repo
@@ -51,15 +55,20 @@ def main() -> None:
             "hyperparameters": {"n_epochs": args.epochs, "batch_size": args.batch_size},
         }
         t0 = time.time()
-        job = c.jobs.create(org.id, org.slug, body)
+        job = c.jobs.create(org.id, org.slug, JobSpec(**body))
         Worker(c).run_once()
         wall = time.time() - t0
         job = c.jobs.get(org.id, job.id)
         with c.db.session() as s:
-            events = {
-                e.message: e.created_at
-                for e in jobs_repo.events_page(s, job.id, after=None, limit=10000).items
-            }
+            page = jobs_repo.events_page(s, job.id, after=None, limit=10000).items
+            events = {e.message: e.created_at for e in page}
+            steps = sorted(
+                (dict(e.data) for e in page if e.type == "metrics" and e.data), key=lambda d: d["step"]
+            )
+        speeds = [float(d["tokens_per_second"]) for d in steps if d.get("tokens_per_second")][1:]
+        mfus = [float(d["mfu"]) for d in steps if d.get("mfu") is not None][1:]
+        device = next((d.get("device_kind") for d in steps if d.get("device_kind")), None)
+        recorded = c.throughput.speed(args.model, device)
         started = events.get("Fine-tuning job started", int(t0))
         train_s = max(1, (job.finished_at or int(time.time())) - started)
         print(
@@ -73,6 +82,11 @@ def main() -> None:
                     "wall_seconds": round(wall, 1),
                     "training_seconds": train_s,
                     "tokens_per_second": round((job.trained_tokens or 0) / train_s, 1),
+                    "device_kind": device,
+                    "step_tokens_per_second": round(statistics.median(speeds), 1) if speeds else None,
+                    "mfu": round(statistics.median(mfus), 4) if mfus else None,
+                    "recorded_speed": round(recorded.tokens_per_second, 1),
+                    "recorded_speed_source": recorded.source,
                 }
             )
         )

@@ -40,11 +40,24 @@ class Settings(BaseSettings):
     poll_seconds: float = 1.0
     train_threads: int = 0  # 0: one per physical core
     checkpoint_every_steps: int = 0  # 0: only at epoch ends
+    # Where and how precisely a training child runs (docs/architecture.md, "Hardware"): auto picks
+    # CUDA when torch sees a GPU, else the CPU, and bf16 on a GPU that supports it, else fp32 (exact);
+    # a forced choice the machine cannot run fails the job. Activation checkpointing: auto turns it
+    # on when the largest batch would not fit the free GPU memory.
+    train_device: Literal["auto", "cpu", "cuda"] = "auto"
+    train_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    train_gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    # Peak FLOP/s of a training device, for MFU in the job's events (docs/admin.md); unset: the
+    # GPU's bf16 peak from the built-in table, none on a CPU.
+    train_peak_flops: float | None = Field(default=None, gt=0)
     # Worker lanes (docs/architecture.md): threads of each worker that train jobs at once (each runs
     # one training child), and threads for short work (validating new jobs' files, eval runs) that
     # never waits behind training. 0 turns a lane off on this worker (another one must run it).
     worker_training_slots: int = Field(default=1, ge=0)
     worker_short_slots: int = Field(default=2, ge=0)
+    # The devices a worker advertises (docs/architecture.md, "Devices"): auto (what it finds), cpu
+    # (hide its GPUs: it claims only jobs that run anywhere), cuda (no visible GPU is an error).
+    worker_devices: Literal["auto", "cpu", "cuda"] = "auto"
 
     # Encryption at rest (docs/admin.md): the master key that wraps each organisation's data key,
     # base64 of 32 bytes, or a file holding it; neither: generated once into <data_dir>/master.key.

@@ -157,6 +157,11 @@ def test_full_run_in_process(client: openai.OpenAI, container, tmp_path: Path) -
     assert messages[0] == "The job has successfully completed"
     assert messages[-1] == f"Created fine-tuning job: {job.id}"
     assert any(m.startswith("Step 12/12: training loss=") for m in messages)
+    # Where it trained (AFINAR_TRAIN_DEVICE/PRECISION auto: the CPU in exact fp32) and its peak memory.
+    hardware = next(e for e in events if e.message == "Training on cpu in fp32")
+    assert hardware.data == {"device": "cpu", "precision": "fp32", "gradient_checkpointing": False}
+    peak = next(e for e in events if e.message.startswith("Peak memory "))
+    assert peak.data["peak_memory_bytes"] > 0 and peak.message.endswith("iB")  # type: ignore[index]
     metrics = [e for e in events if e.type == "metrics"]
     assert len(metrics) == 12 and metrics[0].data["step"] == 12  # type: ignore[index]
     ckpts = client.fine_tuning.jobs.checkpoints.list(job.id).data
@@ -189,6 +194,9 @@ def test_model_card_and_adapter_export(client: openai.OpenAI, container, tmp_pat
     card = client.get(f"/afinar/models/{name}/card", cast_to=object)
     assert card["base_model"] == TINY and card["trained_tokens"] == job.trained_tokens  # type: ignore[index]
     assert card["training_files"][0]["sha256"] and card["hyperparameters"]["n_epochs"] == 1  # type: ignore[index]
+    training = card["training"]  # type: ignore[index]
+    assert training["device"] == "cpu" and training["precision"] == "fp32"
+    assert training["gradient_checkpointing"] is False and training["peak_memory_bytes"] > 0
     raw = client.get(
         f"/afinar/models/{name}/adapter", cast_to=openai._legacy_response.HttpxBinaryResponseContent
     )

@@ -8,6 +8,7 @@ from typing import Any
 import openai
 import pytest
 
+from afinar.store import train_speeds
 from tests.support.data import chat_example, chat_file, write_jsonl
 from tests.support.tiny_model import TINY
 from tests.support.worker import run_worker
@@ -53,11 +54,26 @@ def test_estimate_equals_trained_tokens_of_the_job(client: openai.OpenAI, contai
     free = cost["free_training_tokens_left_today"]
     assert cost["free_training_tokens_applied"] == min(free, est["billable_tokens"])
     assert cost["amount"] == pytest.approx(max(0, est["billable_tokens"] - free) * price / 1e6, abs=1e-6)
+    # Nothing trained this base yet: the catalogue's constant speed.
+    assert est["speed_source"] == "catalogue"
+    assert est["train_tokens_per_second"] == container.catalog.require(TINY).train_tokens_per_second
     job = client.fine_tuning.jobs.create(**body)
     run_worker(container)
     job = client.fine_tuning.jobs.retrieve(job.id)
     assert job.status == "succeeded"
     assert job.trained_tokens == est["billable_tokens"]
+    # Each step's event carries its tokens/s; the job recorded its steady speed for the base...
+    steps = [
+        e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data if e.type == "metrics"
+    ]
+    assert len(steps) == 8 and all(d["tokens_per_second"] > 0 for d in steps)  # type: ignore[index]
+    measured = train_speeds.latest(container.db, TINY)
+    assert measured is not None and measured.job_id == job.id and measured.device.startswith("cpu:")
+    # ...and the next estimate assumes it.
+    again: dict[str, Any] = client.post("/afinar/estimates", cast_to=object, body=body)  # type: ignore[assignment]
+    assert again["speed_source"] == "measured"
+    assert again["train_tokens_per_second"] == pytest.approx(measured.tokens_per_second)
+    assert again["estimated_seconds"] == pytest.approx(again["billable_tokens"] / measured.tokens_per_second)
 
 
 def test_estimate_reports_request_errors_as_400(client: openai.OpenAI) -> None:

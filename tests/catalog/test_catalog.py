@@ -46,3 +46,22 @@ def test_pickle_only_repository_is_refused(tmp_path: Path, monkeypatch: pytest.M
         ensure_downloaded(BaseModelEntry(id="m", source="hub", path="org/model"), tmp_path / "m")
     assert not (tmp_path / "m").exists()
     assert [p for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_ignore_patterns_are_passed_to_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    calls: list[dict[str, Any]] = []
+    files = {"model.safetensors": b"x", "config.json": b"{}"}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot(files, calls))
+    entry = BaseModelEntry(
+        id="m", source="hub", path="org/model", extra={"ignore_patterns": ["consolidated.safetensors"]}
+    )
+    ensure_downloaded(entry, tmp_path / "m")
+    assert calls[0]["ignore_patterns"] == ["consolidated.safetensors"]
+    assert calls[0]["allow_patterns"][0] == "*.safetensors"
+    with pytest.raises(ValueError, match="ignore_patterns"):
+        ensure_downloaded(
+            BaseModelEntry(id="n", source="hub", path="org/model", extra={"ignore_patterns": "*.gguf"}),
+            tmp_path / "n",
+        )

@@ -27,6 +27,9 @@ def test_events_and_token_counts(make_spec: SpecFactory, valid_file: Path) -> No
         "start_step": 0,
         "n_examples": 6,
         "tokens_per_epoch": started["tokens_per_epoch"],
+        "device": "cpu",  # auto, without CUDA
+        "precision": "fp32",  # auto on the CPU: the exact path
+        "gradient_checkpointing": False,
     }
     steps = rec.of("step")
     assert [s["step"] for s in steps] == list(range(1, 10))
@@ -58,9 +61,22 @@ def test_events_and_token_counts(make_spec: SpecFactory, valid_file: Path) -> No
         "step": 9,
         "adapter_path": str(final),
         "trained_tokens": started["tokens_per_epoch"] * 3,
+        "peak_memory_bytes": done["peak_memory_bytes"],
     }
+    assert done["peak_memory_bytes"] > 10 * 2**20  # the process's peak RSS (torch alone is more)
     assert final == Path(spec.output_dir) / "final"
     json.dumps(rec.events, allow_nan=False)  # strict JSON throughout
+
+
+def test_step_events_report_throughput(make_spec: SpecFactory) -> None:
+    rec = Recorder()
+    run_training(make_spec(n_epochs=1, batch_size=2, threads=1), rec)
+    steps = rec.of("step")
+    assert steps and all(s["tokens_per_second"] > 0 and s["step_seconds"] > 0 for s in steps)
+    assert all(s["device_kind"] == "cpu:1" and s["mfu"] is None for s in steps)  # no CPU peak known
+    rec = Recorder()
+    run_training(make_spec(n_epochs=1, batch_size=2, threads=1, peak_flops=1e12), rec)  # an operator's
+    assert all(s["mfu"] > 0 for s in rec.of("step"))
 
 
 def test_auto_eval_interval_and_no_valid_file(make_spec: SpecFactory, valid_file: Path) -> None:

@@ -3,7 +3,10 @@
 Only safetensors weights, JSON configs and tokenizer files are fetched (``allow_patterns``), so a
 repository's pickle weights (``*.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``, ``*.pkl``) never reach
 the disk; a repository without safetensors weights is refused. The catalogue entry may set
-``revision`` (a commit or tag) to pin what is served.
+``revision`` (a commit or tag) to pin what is served, and ``ignore_patterns`` (globs) to skip
+files the allowed patterns would fetch, such as a second copy of the weights in another layout
+(Mistral's ``consolidated.safetensors``). ``HF_TOKEN``, ``HF_ENDPOINT`` and the hub's other
+environment variables apply as huggingface_hub reads them.
 """
 
 from __future__ import annotations
@@ -54,10 +57,19 @@ def ensure_downloaded(entry: BaseModelEntry, dest: Path) -> Path:
         from huggingface_hub import snapshot_download
 
         revision = entry.extra.get("revision")
+        ignore = entry.extra.get("ignore_patterns")
+        if ignore is not None and (
+            not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore)
+        ):
+            raise ValueError(f"hub catalogue entry {entry.id}: `ignore_patterns` must be a list of globs")
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         try:
             snapshot_download(
-                entry.path, revision=revision, local_dir=str(tmp), allow_patterns=ALLOW_PATTERNS
+                entry.path,
+                revision=revision,
+                local_dir=str(tmp),
+                allow_patterns=ALLOW_PATTERNS,
+                ignore_patterns=ignore,
             )
             check_safe(tmp, entry.path)
             shutil.rmtree(tmp / ".cache", ignore_errors=True)

@@ -20,7 +20,9 @@ from afinar.config import Settings
 if TYPE_CHECKING:
     from afinar.services.container import Container
 
-app = typer.Typer(help="Operator commands: organisations, keys, users, the audit log.", no_args_is_help=True)
+app = typer.Typer(
+    help="Operator commands: organisations, keys, users, the audit log, workers.", no_args_is_help=True
+)
 orgs = typer.Typer(help="Organisations.", no_args_is_help=True)
 keys = typer.Typer(help="API keys (shown once when created; stored hashed).", no_args_is_help=True)
 users = typer.Typer(help="Users of an organisation.", no_args_is_help=True)
@@ -214,6 +216,46 @@ def export(
     fields([("archive", str(result.path)), *((k, str(v)) for k, v in counts.items())])
     for item in result.skipped:
         out().print(f"skipped {item['member']}: {item['reason']}", markup=False)
+
+
+@app.command("workers")
+def workers(json_out: bool = JSON_OPTION) -> None:
+    """List the workers: lanes, devices, last heartbeat (stale when silent), jobs held."""
+    with _container() as c:
+        rows = c.workers.states()
+    if json_out:
+        print_json(
+            [
+                {
+                    "name": w.name,
+                    "host": w.host,
+                    "lanes": w.lanes,
+                    "devices": w.devices.to_json(),
+                    "started_at": w.started_at,
+                    "heartbeat_at": int(w.heartbeat_at),
+                    "live": w.live,
+                    "jobs_held": w.jobs_held,
+                }
+                for w in rows
+            ]
+        )
+        return
+    if not rows:
+        out().print("no workers registered", markup=False)
+        return
+    table(
+        ["name", "lanes", "devices", "heartbeat", "jobs"],
+        [
+            (
+                w.name,
+                ", ".join(f"{lane} {n}" for lane, n in w.lanes.items()),
+                w.devices.summary(),
+                when(int(w.heartbeat_at)) + ("" if w.live else " (stale)"),
+                w.jobs_held,
+            )
+            for w in rows
+        ],
+    )
 
 
 @keys.command("create")

@@ -3,7 +3,8 @@
 ``billable_tokens`` follows the OpenAI rule (contract §3.5, §7): the tokens of every example after
 truncation to the context length, times the number of epochs. Training processes every token of
 the (truncated) sequence, not only the trained ones, so the time estimate divides the same number
-by the measured training throughput.
+by the training throughput: the one earlier jobs measured on this base (services/throughput.py),
+else the catalogue's constant; ``speed_source`` says which.
 """
 
 from __future__ import annotations
@@ -27,13 +28,19 @@ class Estimate:
     learning_rate_multiplier: float
     n_steps: int  # optimizer steps: ceil(n_examples / batch_size) × n_epochs
     estimated_seconds: float
+    train_tokens_per_second: float  # the speed assumed
+    speed_source: str  # "measured" (by earlier jobs on this base) or "catalogue" (its constant)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def estimate(
-    report: ValidationReport, hyper: ResolvedHyperparameters, *, train_tokens_per_second: float
+    report: ValidationReport,
+    hyper: ResolvedHyperparameters,
+    *,
+    train_tokens_per_second: float,
+    speed_source: str = "catalogue",
 ) -> Estimate:
     """Estimate a job from a validation report made with a tokenizer.
 
@@ -60,4 +67,6 @@ def estimate(
         learning_rate_multiplier=hyper.learning_rate_multiplier,
         n_steps=steps_per_epoch * hyper.n_epochs,
         estimated_seconds=billable / train_tokens_per_second,
+        train_tokens_per_second=train_tokens_per_second,
+        speed_source=speed_source,
     )

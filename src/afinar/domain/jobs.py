@@ -78,6 +78,8 @@ class TrainedAdapter:
     adapter_path: Path
     trained_tokens: int
     step: int
+    # device, precision, gradient_checkpointing (``started``) and peak_memory_bytes (``done``)
+    training: dict[str, Any] = field(default_factory=dict)
 
 
 # ``write(fn)`` runs ``fn(session, job)`` in one transaction fenced by the job's lease (the worker's

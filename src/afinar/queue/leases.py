@@ -13,7 +13,7 @@ Jobs: ``claim`` / ``fence`` / ``heartbeat`` / ``release`` / ``revoke`` (with ``L
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -154,13 +154,21 @@ def _holding(now: float, statuses: tuple[JobStatus, ...]) -> Any:
     )
 
 
-def _claimable(now: float, lane: Lane) -> Any:
-    """What ``lane`` may take: a free (or abandoned) job waiting for it, or a training job whose
-    worker died (running, lease expired: crash recovery)."""
+def _trainable(now: float) -> Any:
+    """A free ``queued`` job, or a ``running`` one whose worker died (lease expired: recovery)."""
     expired, free = _JOBS.free(now)
+    return or_(and_(Job.status == JobStatus.QUEUED, free), and_(Job.status == JobStatus.RUNNING, expired))
+
+
+def _claimable(now: float, lane: Lane, exclude_models: Collection[str] = ()) -> Any:
+    """What ``lane`` may take: a free (or abandoned) job waiting for it, or a training job whose
+    worker died (running, lease expired: crash recovery); training jobs on ``exclude_models``
+    (bases this worker's devices cannot train) are left to other workers."""
+    _, free = _JOBS.free(now)
     validating = and_(Job.status == JobStatus.VALIDATING_FILES, free)
-    queued = and_(Job.status == JobStatus.QUEUED, free)
-    trainable = or_(queued, and_(Job.status == JobStatus.RUNNING, expired))
+    trainable = _trainable(now)
+    if exclude_models:
+        trainable = and_(trainable, Job.model.not_in(sorted(exclude_models)))
     if lane == "validate":
         return validating
     if lane == "train":
@@ -169,7 +177,13 @@ def _claimable(now: float, lane: Lane) -> Any:
 
 
 def claim(
-    db: Database, owner: str, lease_seconds: float, *, max_per_org: int = 0, lane: Lane = "any"
+    db: Database,
+    owner: str,
+    lease_seconds: float,
+    *,
+    max_per_org: int = 0,
+    lane: Lane = "any",
+    exclude_models: Collection[str] = (),
 ) -> Lease | None:
     """Take the oldest claimable job, or None. Safe against concurrent claimers (compare-and-set).
 
@@ -182,12 +196,17 @@ def claim(
     lock on the organisation's row, so racing workers cannot exceed it. The ``"train"`` lane
     counts only jobs leased for training; the ``"validate"`` lane has no limit (validation is
     short work and never waits behind the organisation's own training); ``"any"`` counts both.
+
+    ``exclude_models``: base models whose jobs this worker cannot train (its devices do not meet
+    their catalogue requirement; services/workers.py). Their jobs are never claimed for training
+    here, and stay queued for a worker that can (``stranded`` finds them). A claim clears the
+    job's ``waiting_for`` mark.
     """
     if lane not in LANES:
         raise ValueError(f"unknown lane {lane!r}")
     now = db.now()
     counted = _COUNTED[lane] if max_per_org > 0 else ()
-    stmt = select(Job.id, Job.lease_token, Job.org_id).where(_claimable(now, lane))
+    stmt = select(Job.id, Job.lease_token, Job.org_id).where(_claimable(now, lane, exclude_models))
     if counted:
         busy = select(Job.org_id).where(_holding(now, counted)).group_by(Job.org_id)
         stmt = stmt.where(Job.org_id.not_in(busy.having(func.count() >= max_per_org)))
@@ -207,10 +226,25 @@ def claim(
         owner,
         now,
         lease_seconds,
-        values={"attempts": Job.attempts + 1},
+        values={"attempts": Job.attempts + 1, "waiting_for": None},
         confirm=within_limit if counted else None,
     )
     return Lease(job_id=got[0], token=got[1], owner=owner) if got else None
+
+
+def stranded(db: Database, models: Collection[str], *, limit: int = 5) -> list[tuple[str, str]]:
+    """(job id, model) of the oldest trainable jobs on ``models`` not yet marked ``waiting_for``:
+    the jobs a worker that excludes ``models`` skipped, for services/workers.py to explain."""
+    if not models:
+        return []
+    stmt = (
+        select(Job.id, Job.model)
+        .where(_trainable(db.now()), Job.model.in_(sorted(models)), Job.waiting_for.is_(None))
+        .order_by(Job.seq)
+        .limit(limit)
+    )
+    with db.session() as s:
+        return [(job_id, model) for job_id, model in s.execute(stmt)]
 
 
 def fence(s: Session, lease: Lease, lease_seconds: float | None = None) -> Job:

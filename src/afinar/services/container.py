@@ -42,10 +42,12 @@ if TYPE_CHECKING:
     from afinar.services.screening import FileScreening
     from afinar.services.service_accounts import ServiceAccountsService
     from afinar.services.spend_limits import SpendLimits
+    from afinar.services.throughput import ThroughputRecords
     from afinar.services.usage import UsageBilling
     from afinar.services.usage_reports import UsageReports
     from afinar.services.users import UsersService
     from afinar.services.validation import ValidationStep
+    from afinar.services.workers import WorkersService
 
 
 class Container:
@@ -147,7 +149,15 @@ class Container:
             validation=self.validation,
             screening=self.screening,
             usage=self.usage,
+            throughput=self.throughput,
         )
+
+    @cached_property
+    def throughput(self) -> ThroughputRecords:
+        """Measured training speeds per base model and device, for estimates (services/throughput.py)."""
+        from afinar.services.throughput import ThroughputRecords
+
+        return ThroughputRecords(db=self.db, catalog=self.catalog)
 
     @cached_property
     def models(self) -> ModelsService:
@@ -240,6 +250,13 @@ class Container:
         from afinar.services.users import UsersService
 
         return UsersService(db=self.db)
+
+    @cached_property
+    def workers(self) -> WorkersService:
+        """Workers' rows (devices, lanes, heartbeat) and which jobs each can train."""
+        from afinar.services.workers import WorkersService
+
+        return WorkersService(db=self.db, catalog=self.catalog, lease_seconds=self.settings.lease_seconds)
 
     @cached_property
     def org_settings(self) -> OrgSettingsService:

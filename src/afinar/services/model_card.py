@@ -2,7 +2,8 @@
 
 Written as ``model_card.json`` next to the adapter when the job publishes the model
 (``services/publication.py``), so it travels with every export. Gates (safety, evals) add their
-verdicts under ``checks``.
+verdicts under ``checks``; ``training`` says where it trained (device, precision, activation
+checkpointing, peak memory in bytes).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def build_card(
     trained_tokens: int,
     metrics: list[dict[str, Any]],
     checks: dict[str, Any],
+    training: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The card of ``job``'s model: its base, method, data (ids, names, hashes), metrics and checks."""
     training_files = []
@@ -57,6 +59,10 @@ def build_card(
         "trained_tokens": trained_tokens,
         "final_metrics": {k: v for k, v in last.items() if k != "total_steps"},
         "checks": checks,
+        "training": {
+            key: (training or {}).get(key)
+            for key in ("device", "precision", "gradient_checkpointing", "peak_memory_bytes")
+        },
         "created_at": created_at,
     }
 

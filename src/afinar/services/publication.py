@@ -73,6 +73,7 @@ class Publisher:
             trained_tokens=trained.trained_tokens,
             metrics=metrics,
             checks=checks,
+            training=trained.training,
         )
         write_card(trained.adapter_path, card)
         csv_bytes = results_csv(metrics, as_base64=self.settings.results_csv_base64)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from afinar.services.files import FilesService
     from afinar.services.jobs import JobsService
     from afinar.services.screening import FileScreening
+    from afinar.services.throughput import ThroughputRecords
     from afinar.services.usage import TrainingQuote, UsageBilling
     from afinar.services.validation import ValidationStep
 
@@ -61,6 +62,7 @@ class ReportsService:
         validation: ValidationStep,
         screening: FileScreening,
         usage: UsageBilling,
+        throughput: ThroughputRecords,
     ) -> None:
         self.files = files
         self.jobs = jobs
@@ -69,6 +71,7 @@ class ReportsService:
         self.validation = validation
         self.screening = screening
         self.usage = usage
+        self.throughput = throughput
         self._tokenizers: dict[str, tuple[Any, int]] = {}
 
     def _tokenizer(self, model: str) -> tuple[Any, int]:
@@ -107,8 +110,11 @@ class ReportsService:
         if failure is not None or not report.has_token_counts:
             return JobEstimate(req.model, req.training_file, failure)
         hyper = hp.resolve(report.n_examples, req.requested, method)
-        entry = self.catalog.require(req.model)
-        est = estimate(report, hyper, train_tokens_per_second=entry.train_tokens_per_second)
+        # The speed measured on this base by earlier jobs (any device), else the catalogue's constant.
+        speed = self.throughput.speed(req.model)
+        est = estimate(
+            report, hyper, train_tokens_per_second=speed.tokens_per_second, speed_source=speed.source
+        )
         # What the job would cost at the base model's training price after today's free allowance.
         try:
             cost: TrainingQuote | None = self.usage.training_quote(org_id, req.model, est.billable_tokens)

@@ -125,9 +125,26 @@ class Job(Base):
     lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # What the job waits for when no live worker can train it (migration 0010_workers): set once,
+    # with a "waiting_for_worker" event, cleared by the next claim (docs/architecture.md, "Devices").
+    waiting_for: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 Index("ix_jobs_org_seq", Job.org_id, Job.seq)
+
+
+class WorkerRecord(Base):
+    """A worker process as it advertises itself (migration 0010_workers; services/workers.py):
+    its lanes, its devices, and a heartbeat. A stale row is shown as such and blocks nothing."""
+
+    __tablename__ = "workers"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(128), unique=True)  # the worker's name, its leases' owner prefix
+    host: Mapped[str] = mapped_column(String(256), default="")
+    lanes: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"training": 1, "short": 2}
+    devices: Mapped[dict[str, Any]] = mapped_column(JSON)  # domain.hardware.Devices.to_json()
+    started_at: Mapped[int] = mapped_column(Integer)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
 
 
 class JobEvent(Base):
@@ -405,3 +422,19 @@ class OrgKey(Base):
     wrapped_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[int] = mapped_column(Integer)
     destroyed_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class TrainSpeed(Base):
+    """A base model's measured training speed on one kind of device (services/throughput.py).
+
+    One row per (base model, device kind such as ``cuda:NVIDIA H200`` or ``cpu:2``), replaced by
+    each job that trains there: the steady tokens/s (median of its steps after the first).
+    """
+
+    __tablename__ = "train_speeds"
+    base_model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    device: Mapped[str] = mapped_column(String(256), primary_key=True)
+    tokens_per_second: Mapped[float] = mapped_column(Float)
+    n_steps: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[int] = mapped_column(Integer)

@@ -1,4 +1,7 @@
-"""The training loop: fp32, AdamW with a constant learning rate, grad-clip 1.0, loss on labels only.
+"""The training loop: AdamW with a constant learning rate, grad-clip 1.0, loss on labels only.
+
+The device and precision come from the spec (``placement.py``): fp32 on the CPU by default, bf16
+autocast with fp32 LoRA and optimizer state on a GPU.
 
 Determinism: the LoRA init is seeded from ``seed``; the order of epoch e comes from (seed, e); and
 before every optimizer step the torch generator is re-seeded from (seed, step), so dropout noise
@@ -28,7 +31,9 @@ from afinar.training.data import (
     epoch_order,
     steps_per_epoch,
 )
+from afinar.training.flops import StepMeter
 from afinar.training.model import TrainModel, build_model, label_scores, load_tokenizer, pad_token_id
+from afinar.training.placement import resolve_placement
 from afinar.training.protocol import Emit, metrics_record
 from afinar.training.spec import TrainSpec
 
@@ -113,6 +118,17 @@ def _check_resume(spec: TrainSpec, state: dict[str, Any], n_examples: int) -> No
         raise TrainingError(f"checkpoint {spec.resume_from} does not fit this spec ({detail})")
 
 
+def largest_batch_tokens(examples: list[EncodedExample], spec: TrainSpec) -> int:
+    """An upper bound on the positions of any batch: the ``batch_size`` longest examples packed
+    (varlen), or ``batch_size`` rows of the longest (padded)."""
+    lengths = sorted((e.n_tokens for e in examples), reverse=True)
+    if not lengths:
+        return 0
+    if spec.batch_layout == "padded":
+        return spec.batch_size * lengths[0]
+    return sum(lengths[: spec.batch_size])
+
+
 def run_training(
     spec: TrainSpec,
     emit: Emit,
@@ -124,6 +140,7 @@ def run_training(
 
     ``data_key`` decrypts the train/valid files when the spec names them as encrypted blobs.
     """
+    placement = resolve_placement(spec.device, spec.precision)  # a forced choice that cannot run stops here
     torch.set_num_threads(spec.n_threads)
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
@@ -153,7 +170,8 @@ def run_training(
             int(state["step"]), int(state["trained_tokens"]), dict(state["metrics"]), int(state["step"])
         )
 
-    tm = build_model(spec, resume_dir)
+    placement.reset_peak_memory()
+    tm = build_model(spec, resume_dir, placement, largest_batch_tokens(train, spec))
     optimizer = torch.optim.AdamW(
         tm.params, lr=spec.learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
     )
@@ -189,9 +207,13 @@ def run_training(
             "start_step": run.step,
             "n_examples": len(train),
             "tokens_per_epoch": tokens_per_epoch,
+            "device": placement.name,
+            "precision": placement.precision,
+            "gradient_checkpointing": tm.gradient_checkpointing,
         }
     )
     every_eval = eval_interval(spec, total)
+    meter = StepMeter(tm.model, threads=spec.n_threads, peak_override=spec.peak_flops)
     orders: dict[int, list[list[int]]] = {}
     while run.step < total:
         step = run.step + 1
@@ -200,7 +222,9 @@ def run_training(
             orders = {epoch0: epoch_batches(epoch_order(spec.seed, epoch0, len(train)), spec.batch_size)}
         chosen = [train[i] for i in orders[epoch0][index]]
         torch.manual_seed(derive_seed(spec.seed, "step", step))
+        meter.start()  # the step alone: evaluation and checkpoints are not timed
         scores = train_step(tm, optimizer, chosen, pad_id)
+        throughput = meter.stop([e.n_tokens for e in chosen])
         run.step = step
         run.trained_tokens += sum(e.n_tokens for e in chosen)
 
@@ -228,6 +252,7 @@ def run_training(
                 "full_valid_loss": full.loss,
                 "full_valid_accuracy": full.accuracy,
                 "trained_tokens": run.trained_tokens,
+                **throughput,  # step_seconds, tokens_per_second, mfu, device_kind (training/flops.py)
             }
         )
         if checkpoint_due:
@@ -255,6 +280,12 @@ def run_training(
 
     final = ckpt.save_final(spec.final_dir, tm.model, tokenizer)
     emit(
-        {"event": "done", "step": run.step, "adapter_path": str(final), "trained_tokens": run.trained_tokens}
+        {
+            "event": "done",
+            "step": run.step,
+            "adapter_path": str(final),
+            "trained_tokens": run.trained_tokens,
+            "peak_memory_bytes": placement.peak_memory_bytes(),
+        }
     )
     return final

@@ -1,4 +1,7 @@
-"""The model side of training: load base weights in fp32, attach LoRA, and score label positions only.
+"""The model side of training: load base weights, attach LoRA, place them, and score label positions only.
+
+Weights load in fp32 (the exact CPU path) or, for LoRA in bf16, as frozen bf16 weights with fp32 LoRA
+(``placement.py``); the model then moves to the run's device.
 
 The LM head runs only on the hidden states whose next token carries a label (gathered, then
 projected), which is exact and cheaper than full logits. In the "varlen" layout a batch is one
@@ -18,6 +21,13 @@ import torch.nn.functional as F
 
 from afinar.datasets.encoding import IGNORE_INDEX
 from afinar.training.data import Batch, Layout
+from afinar.training.placement import (
+    CPU_FP32,
+    Placement,
+    PlacementError,
+    keep_lora_in_fp32,
+    wants_checkpointing,
+)
 from afinar.training.spec import TrainSpec
 
 VARLEN_ATTENTION = "afinar_varlen_sdpa"
@@ -84,11 +94,14 @@ def pad_token_id(tokenizer: Any) -> int:
     return 0
 
 
-def load_causal_lm(weights_dir: str | Path, layout: Layout) -> tuple[Any, Layout]:
-    """fp32 weights from safetensors; falls back to the padded layout if attention cannot be swapped."""
+def load_causal_lm(
+    weights_dir: str | Path, layout: Layout, dtype: torch.dtype = torch.float32
+) -> tuple[Any, Layout]:
+    """Weights from safetensors (fp32 unless told); falls back to the padded layout if attention cannot
+    be swapped."""
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch.float32, "use_safetensors": True}
+    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}
     if layout == "varlen":
         register_varlen_attention()
         try:
@@ -125,32 +138,67 @@ class TrainModel:
     head: torch.nn.Module
     softcap: float | None
     layout: Layout
+    placement: Placement = CPU_FP32
+    gradient_checkpointing: bool = False
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
 
-def build_model(spec: TrainSpec, resume_dir: Path | None) -> TrainModel:
+def build_model(
+    spec: TrainSpec, resume_dir: Path | None, placement: Placement = CPU_FP32, batch_tokens: int = 0
+) -> TrainModel:
+    """The model of ``spec`` on ``placement``'s device and precision. ``batch_tokens`` (the largest
+    batch, in positions) sizes the activation-checkpointing decision."""
     from afinar.training.checkpoint import load_adapter_weights
 
     weights = resume_dir if (resume_dir is not None and spec.method == "full") else spec.base_model_path
-    causal_lm, layout = load_causal_lm(weights, spec.batch_layout)
+    # bf16 LoRA stores the frozen base in bf16; a full fine-tune keeps fp32 master weights (autocast).
+    bf16_base = placement.precision == "bf16" and spec.method == "lora"
+    causal_lm, layout = load_causal_lm(
+        weights, spec.batch_layout, torch.bfloat16 if bf16_base else torch.float32
+    )
     if spec.method == "lora":
         model = attach_lora(causal_lm, spec)
         if resume_dir is not None:
             load_adapter_weights(model, resume_dir)
+        if bf16_base:
+            keep_lora_in_fp32(model)
         inner = model.get_base_model()
     else:
         model = inner = causal_lm
         for p in model.parameters():
             p.requires_grad_(True)
+    if placement.device.type != "cpu":
+        model.to(placement.device)
     if layout == "varlen" and not varlen_is_exact(inner.get_decoder(), inner.config.vocab_size):
         inner.set_attn_implementation("sdpa")
         layout = "padded"
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    checkpointing = wants_checkpointing(
+        spec.gradient_checkpointing, placement, inner.config, batch_tokens, n_trainable, spec.method == "lora"
+    )
+    if checkpointing:
+        if not getattr(inner, "supports_gradient_checkpointing", False):
+            raise PlacementError(f"{type(inner).__name__} does not support activation checkpointing")
+        enable_checkpointing(inner)
     model.train()
     softcap = getattr(inner.config, "final_logit_softcapping", None)
-    return TrainModel(model, inner.get_decoder(), inner.get_output_embeddings(), softcap, layout)
+    return TrainModel(
+        model, inner.get_decoder(), inner.get_output_embeddings(), softcap, layout, placement, checkpointing
+    )
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Non-reentrant activation checkpointing of every decoder layer (transformers 5 renamed
+    ``gradient_checkpointing_enable``; both take the kwargs of ``torch.utils.checkpoint``)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.enable_input_require_grads()
 
 
 def varlen_is_exact(backbone: torch.nn.Module, vocab_size: int) -> bool:
@@ -160,21 +208,29 @@ def varlen_is_exact(backbone: torch.nn.Module, vocab_size: int) -> bool:
     ``cu_seq_lens`` through to it (which would let sequences attend to each other).
     """
     ids = [i % vocab_size for i in range(1, 7)]
+    weight = next(backbone.parameters())
+    dev = weight.device
+    # In bf16 the check runs as training does (autocast) and allows bf16's rounding; a leak between
+    # sequences changes the hidden states far more than that.
+    low = weight.dtype == torch.bfloat16
+    tol = 3e-2 if low else 1e-4
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=low)
     was_training = backbone.training
     backbone.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), amp:
+            cu = torch.tensor([0, 3, 6], dtype=torch.int32, device=dev)
             packed = backbone(
-                input_ids=torch.tensor([ids]),
-                position_ids=torch.tensor([[0, 1, 2, 0, 1, 2]]),
-                cu_seq_lens_q=torch.tensor([0, 3, 6], dtype=torch.int32),
-                cu_seq_lens_k=torch.tensor([0, 3, 6], dtype=torch.int32),
+                input_ids=torch.tensor([ids], device=dev),
+                position_ids=torch.tensor([[0, 1, 2, 0, 1, 2]], device=dev),
+                cu_seq_lens_q=cu,
+                cu_seq_lens_k=cu,
                 max_length_q=3,
                 max_length_k=3,
                 use_cache=False,
             ).last_hidden_state
-            alone = backbone(input_ids=torch.tensor([ids[3:]]), use_cache=False).last_hidden_state
-        return bool(torch.allclose(packed[:, 3:], alone, atol=1e-4, rtol=1e-4))
+            alone = backbone(input_ids=torch.tensor([ids[3:]], device=dev), use_cache=False).last_hidden_state
+        return bool(torch.allclose(packed[:, 3:].float(), alone.float(), atol=tol, rtol=tol))
     except (TypeError, ValueError, RuntimeError, KeyError):
         return False
     finally:
@@ -183,13 +239,18 @@ def varlen_is_exact(backbone: torch.nn.Module, vocab_size: int) -> bool:
 
 def label_scores(tm: TrainModel, batch: Batch) -> tuple[torch.Tensor, int, int]:
     """(sum of cross-entropy over label positions, correct argmax predictions, label positions)."""
-    hidden = tm.backbone(**batch.inputs, use_cache=False).last_hidden_state
-    targets = batch.targets.reshape(-1)
-    keep = (targets != IGNORE_INDEX).nonzero().squeeze(1)
-    if keep.numel() == 0:
-        return hidden.sum() * 0.0, 0, 0
-    picked = hidden.reshape(-1, hidden.size(-1)).index_select(0, keep)
-    logits = tm.head(picked).float()
+    inputs, targets = batch.inputs, batch.targets.reshape(-1)
+    if tm.placement.device.type != "cpu":
+        dev = tm.placement.device
+        inputs = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        targets = targets.to(dev, non_blocking=True)
+    with tm.placement.autocast():
+        hidden = tm.backbone(**inputs, use_cache=False).last_hidden_state
+        keep = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+        if keep.numel() == 0:
+            return hidden.sum().float() * 0.0, 0, 0
+        picked = hidden.reshape(-1, hidden.size(-1)).index_select(0, keep)
+        logits = tm.head(picked).float()
     if tm.softcap:
         logits = torch.tanh(logits / tm.softcap) * tm.softcap
     gold = targets.index_select(0, keep)

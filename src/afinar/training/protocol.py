@@ -2,15 +2,17 @@
 
 Events (steps are 1-based: step i means i optimizer steps are done; epochs are 1-based too):
 
-- ``started``    total_steps, steps_per_epoch, start_step, n_examples, tokens_per_epoch
+- ``started``    total_steps, steps_per_epoch, start_step, n_examples, tokens_per_epoch, device
+                 ("cpu", "cuda:0 (NVIDIA H200)"), precision ("fp32"|"bf16"), gradient_checkpointing
 - ``step``       step, total_steps, epoch, train_loss, train_accuracy, valid_loss|null,
                  valid_accuracy|null, full_valid_loss|null, full_valid_accuracy|null, trained_tokens
-                 (``full_valid_*``: the whole validation set, on the last step only)
+                 (``full_valid_*``: the whole validation set, on the last step only),
+                 step_seconds, tokens_per_second, mfu|null, device_kind (training/flops.py)
 - ``checkpoint`` step, epoch, path, trained_tokens, metrics{step, train_loss,
                  train_mean_token_accuracy, valid_loss, valid_mean_token_accuracy
                  [, full_valid_loss, full_valid_mean_token_accuracy on the last step]}
 - ``paused``     step, path, trained_tokens
-- ``done``       step, adapter_path, trained_tokens
+- ``done``       step, adapter_path, trained_tokens, peak_memory_bytes
 - ``error``      message (the process then exits with status 1)
 """
 

@@ -54,10 +54,20 @@ class TrainSpec(BaseModel):
     resume_from: str | None = None
     threads: int = Field(default=0, ge=0)
     step_delay_seconds: float = Field(default=0.0, ge=0.0)
+    # Peak FLOP/s of the device for the step events' MFU (training/flops.py); None: the GPU's own
+    # from the table (a CPU then reports no MFU).
+    peak_flops: float | None = Field(default=None, gt=0)
     # "varlen": a batch is one packed row, attention runs per sequence (faster on CPU, exact);
     # "padded": [batch, longest] with an attention mask. Models whose attention cannot be swapped
     # fall back to "padded" on their own.
     batch_layout: Literal["varlen", "padded"] = "varlen"
+    # Where and how precisely to train (training/placement.py): "auto" is CUDA when torch sees a GPU,
+    # else the CPU; bf16 on a GPU that supports it, else fp32. A forced choice that this machine
+    # cannot run fails the run; it never falls back. Activation checkpointing: "auto" turns it on
+    # when the largest batch would not fit the free GPU memory (never on the CPU).
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> TrainSpec:

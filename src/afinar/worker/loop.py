@@ -12,6 +12,11 @@ Two lanes (docs/architecture.md, "Worker lanes"), so short work never waits behi
 
 ``run_once`` drives every lane once in the calling thread (tests and scripts drain the queue with
 ``while worker.run_once(): pass``).
+
+A worker advertises its devices (``AFINAR_WORKER_DEVICES``; training/hardware.py) in its row of
+the ``workers`` table, heartbeats it, and claims for training only jobs whose base model its
+devices can train; it explains, once, a queued job that no live worker can run
+(docs/architecture.md, "Devices"; services/workers.py).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from afinar.queue.leases import Lease, claim
 from afinar.worker.runner import JobPipeline, JobRunner, sweep_job_dirs
 
 if TYPE_CHECKING:
+    from afinar.domain.hardware import Devices
     from afinar.services.container import Container
     from afinar.worker.eval_gate import EvalGate
     from afinar.worker.eval_runs import EvalRunner
@@ -46,6 +52,47 @@ class Worker:
         self._next_sweep = 0.0
         self._evals_lock = threading.Lock()
         self._evals_running = 0
+        self._register_lock = threading.Lock()
+        self._registered = False
+        self._next_heartbeat = 0.0
+
+    @cached_property
+    def devices(self) -> Devices:
+        """What this worker advertises (probed once; ``AFINAR_WORKER_DEVICES`` may hide its GPUs)."""
+        from afinar.training.hardware import probe
+
+        return probe(self.c.settings.worker_devices)
+
+    @cached_property
+    def unable_models(self) -> list[str]:
+        """The catalogue's bases this worker's devices cannot train: it never claims their jobs."""
+        return self.c.workers.unable_models(self.devices)
+
+    def register(self) -> None:
+        """Write this worker's row (lanes, devices, heartbeat) in the ``workers`` table."""
+        s = self.c.settings
+        with self._register_lock:
+            self.c.workers.register(
+                self.name,
+                host=socket.gethostname(),
+                lanes={"training": s.worker_training_slots, "short": s.worker_short_slots},
+                devices=self.devices,
+            )
+            self._registered = True
+            self._next_heartbeat = self.c.clock() + s.heartbeat_seconds
+        log.info("worker %s: devices %s", self.name, self.devices.summary())
+
+    def _ensure_registered(self) -> None:
+        if not self._registered:
+            self.register()
+
+    def heartbeat_if_due(self) -> None:
+        """Every ``heartbeat_seconds``: stamp this worker's row (registering again if it is gone)."""
+        if self.c.clock() < self._next_heartbeat:
+            return
+        self._next_heartbeat = self.c.clock() + self.c.settings.heartbeat_seconds
+        if not self.c.workers.heartbeat(self.name):
+            self.register()
 
     @cached_property
     def eval_runner(self) -> EvalRunner:
@@ -94,6 +141,7 @@ class Worker:
             blobs=c.blobs,
             usage=c.usage,
             pipeline=self.pipeline,
+            throughput=c.throughput,
         )
 
     # -- one unit of work per lane -------------------------------------------------------------
@@ -111,9 +159,20 @@ class Worker:
     def train_once(self, owner: str | None = None) -> bool:
         """Train one queued (or abandoned) job to its next resting state. False: none waiting."""
         s = self.c.settings
+        self._ensure_registered()
         limit = s.max_concurrent_jobs_per_org
-        lease = claim(self.c.db, owner or self.name, s.lease_seconds, max_per_org=limit, lane="train")
+        unable = self.unable_models
+        lease = claim(
+            self.c.db,
+            owner or self.name,
+            s.lease_seconds,
+            max_per_org=limit,
+            lane="train",
+            exclude_models=unable,
+        )
         if lease is None:
+            if unable:  # a job only other devices can train: say so once if no live worker can
+                self.c.workers.note_waiting(unable)
             return False
         log.info("worker %s trains %s", lease.owner, lease.job_id)
         self.runner(lease).run()
@@ -161,7 +220,7 @@ class Worker:
     def _prime(self) -> None:
         """Build the container's shared services in this thread, before lane threads race for them."""
         c = self.c
-        primed = (c.keys, c.sealed, c.files, c.jobs, c.usage, c.artefacts, self.pipeline)
+        primed = (c.keys, c.sealed, c.files, c.jobs, c.usage, c.artefacts, c.workers, self.pipeline)
         log.debug("worker %s: %d shared services built", self.name, len(primed))
 
     # -- threads --------------------------------------------------------------------------------
@@ -180,6 +239,7 @@ class Worker:
         """Start the lane threads (daemons; they stop when ``stop`` is set)."""
         s = self.c.settings
         self._prime()
+        self._ensure_registered()
         plan: list[tuple[str, Callable[[str], bool], int]] = [
             ("short", self.short_once, s.worker_short_slots),
             ("train", self.train_once, s.worker_training_slots),
@@ -213,6 +273,7 @@ class Worker:
             sweep_job_dirs(self.c.db, self.c.settings.jobs_dir)
         except Exception:
             log.exception("sweeping finished job directories failed")
+        self.register()  # before the lanes: AFINAR_WORKER_DEVICES=cuda without a GPU stops here
         self.start_lanes()
         try:
             while not self.stop.is_set():
@@ -220,10 +281,24 @@ class Worker:
                     self.sweep_if_due()
                 except Exception:
                     log.exception("retention sweep failed")
+                try:
+                    self.heartbeat_if_due()
+                except Exception:
+                    log.exception("worker heartbeat failed")
                 self.stop.wait(self.c.settings.poll_seconds)
         finally:
             self.stop.set()
             self._join(timeout=5.0)
+            self._unregister()
+
+    def _unregister(self) -> None:
+        """A clean stop removes the row; a lane still finishing a job keeps it (it goes stale)."""
+        if any(t.is_alive() for t in self._lanes):
+            return
+        try:
+            self.c.workers.unregister(self.name)
+        except Exception:
+            log.exception("worker %s: removing its row failed", self.name)
 
     def _join(self, timeout: float) -> None:
         """Wait, ``timeout`` seconds in all, for the lanes to stop. A lane in the middle of a job

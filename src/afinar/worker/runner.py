@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from afinar import ids
 from afinar.domain.jobs import TERMINAL, JobStatus, TrainedAdapter
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from afinar.services.files import FilesService
     from afinar.services.publication import Publisher
     from afinar.services.safety_gate import SafetyGate
+    from afinar.services.throughput import ThroughputRecords
     from afinar.services.usage import UsageBilling
     from afinar.services.validation import ValidationStep
     from afinar.store.db import Database
@@ -78,6 +79,28 @@ def step_message(ev: dict[str, Any]) -> str:
     return msg
 
 
+def training_hardware(ev: dict[str, Any]) -> dict[str, Any]:
+    """Where the child trains, from its ``started`` line (empty from a child that does not say)."""
+    keys = ("device", "precision", "gradient_checkpointing")
+    return {k: ev[k] for k in keys if ev.get(k) is not None}
+
+
+def hardware_message(hw: dict[str, Any]) -> str:
+    """``Training on cpu in fp32`` (with activation checkpointing when it is on)."""
+    text = f"Training on {hw.get('device', 'an unknown device')} in {hw.get('precision', 'fp32')}"
+    return text + (" with activation checkpointing" if hw.get("gradient_checkpointing") else "")
+
+
+def format_bytes(n: int) -> str:
+    """1288490188 -> ``1.2 GiB``."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 def step_metrics(ev: dict[str, Any]) -> dict[str, Any]:
     data = {
         "step": ev["step"],
@@ -85,6 +108,10 @@ def step_metrics(ev: dict[str, Any]) -> dict[str, Any]:
         "train_loss": ev.get("train_loss"),
         "train_mean_token_accuracy": ev.get("train_accuracy"),
     }
+    # Throughput (training/flops.py): tokens/s of the step alone, and MFU where the peak is known.
+    for key in ("tokens_per_second", "mfu", "step_seconds", "device_kind"):
+        if ev.get(key) is not None:
+            data[key] = ev[key]
     if ev.get("valid_loss") is not None:
         data["valid_loss"] = ev["valid_loss"]
         data["valid_mean_token_accuracy"] = ev.get("valid_accuracy")
@@ -105,6 +132,14 @@ class JobPipeline:
     publisher: Publisher
 
 
+def child_device(train_device: str, worker_devices: str) -> Literal["auto", "cpu", "cuda"]:
+    """The training child's device: ``AFINAR_TRAIN_DEVICE``, except that a worker that advertises
+    only its CPU (``AFINAR_WORKER_DEVICES=cpu``) never lets ``auto`` pick a GPU it did not offer."""
+    if train_device == "auto" and worker_devices == "cpu":
+        return "cpu"
+    return "cuda" if train_device == "cuda" else "cpu" if train_device == "cpu" else "auto"
+
+
 class JobRunner:
     def __init__(
         self,
@@ -118,6 +153,7 @@ class JobRunner:
         blobs: LocalBlobStore,
         usage: UsageBilling,
         pipeline: JobPipeline,
+        throughput: ThroughputRecords,
     ) -> None:
         self.lease = lease
         self.db = db
@@ -128,12 +164,16 @@ class JobRunner:
         self.blobs = blobs
         self.usage = usage
         self.pipeline = pipeline
+        self.throughput = throughput
+        self._speeds: list[float] = []  # tokens/s of this process's steps (services/throughput.py)
         self.job_dir = settings.jobs_dir / lease.job_id
         self.lost = threading.Event()  # set when the lease was taken away
         self._stop = threading.Event()  # set when this runner is done with the job
         self.child: TrainingChild | None = None
         self._steps_per_epoch = 1
         self._t_first: tuple[float, int] | None = None
+        self._base_model: str | None = None
+        self._training: dict[str, Any] = {}  # device, precision, checkpointing of the child (``started``)
         self._safety_seconds = 0.0  # expected length of the post-training safety evaluation
         self._secret: bytes | None = None  # the org's data key (base64) for the training child
 
@@ -258,6 +298,10 @@ class JobRunner:
             resume_from=resume_from,
             threads=self.settings.train_threads,
             step_delay_seconds=self.settings.train_step_delay_seconds,
+            device=child_device(self.settings.train_device, self.settings.worker_devices),
+            precision=self.settings.train_precision,
+            gradient_checkpointing=self.settings.train_gradient_checkpointing,
+            peak_flops=self.settings.train_peak_flops,
         )
         path = self.job_dir / "spec.json"
         path.write_text(spec.model_dump_json(indent=2))
@@ -354,27 +398,55 @@ class JobRunner:
         self._steps_per_epoch = max(1, int(ev["steps_per_epoch"]))
         self._t_first = (time.monotonic(), int(ev["start_step"]))
 
+        hardware = training_hardware(ev)
+        if hardware:  # a child of this version says where it trains (a resumed run may move)
+            self._training = hardware
+
         def _do(s: Any, j: Job) -> None:
             j.total_steps = int(ev["total_steps"])
+            if hardware:
+                repo.add_event(s, j, hardware_message(hardware), data=hardware)
 
         self.write(_do)
 
     def _on_step(self, ev: dict[str, Any]) -> None:
         step, total = int(ev["step"]), int(ev["total_steps"])
+        tps, device = ev.get("tokens_per_second"), ev.get("device_kind")
+        if isinstance(tps, int | float) and tps > 0:
+            self._speeds.append(float(tps))
         eta = None
         if self._t_first is not None and step > self._t_first[1]:
             per_step = (time.monotonic() - self._t_first[0]) / (step - self._t_first[1])
+            first = step == self._t_first[1] + 1
+            if first and isinstance(device, str):
+                # One step says little (warm-up, compilation): the speed measured on this base and
+                # device by earlier jobs, when there is one, gives the first ETA.
+                per_step = self._measured_seconds_per_step(step, ev) or per_step
             # The model is published after the safety evaluation: its expected time counts too.
             eta = int(self.db.now() + per_step * (total - step) + self._safety_seconds)
 
-        def _do(s: Any, j: Job) -> None:
+        def _do(s: Any, j: Job) -> str:
             j.current_step = step
             j.estimated_finish = eta
             repo.add_event(s, j, step_message(ev), type_="metrics", data=step_metrics(ev))
             # BILLING HOOK: tokens trained so far, what a cancellation bills.
             self.usage.note_progress(s, j, step, int(ev.get("trained_tokens") or 0))
+            return str(j.model)
 
-        self.write(_do)
+        self._base_model = self.write(_do)
+        if isinstance(device, str) and (step == total or step % self._steps_per_epoch == 0):
+            # Each epoch end and the last step: this run's steady speed, for later estimates.
+            self.throughput.record(self._base_model, device, self._speeds, job_id=self.lease.job_id)
+
+    def _measured_seconds_per_step(self, step: int, ev: dict[str, Any]) -> float | None:
+        """Seconds per step at the speed measured on this base and device (None: never measured)."""
+        if self._base_model is None:
+            self._base_model = str(self.write(lambda s, j: j.model))
+        speed = self.throughput.speed(self._base_model, str(ev["device_kind"]))
+        tokens_per_step = int(ev.get("trained_tokens") or 0) / max(step, 1)
+        if speed.device != ev["device_kind"] or tokens_per_step <= 0:  # another device's speed misleads
+            return None
+        return tokens_per_step / speed.tokens_per_second
 
     def _on_checkpoint(self, ev: dict[str, Any]) -> None:
         step = int(ev["step"])
@@ -427,12 +499,23 @@ class JobRunner:
 
     def _on_done(self, ev: dict[str, Any]) -> None:
         """Training finished: the gates judge the adapter, then it is published (or the job fails)."""
+        peak = ev.get("peak_memory_bytes")
+        training = dict(self._training)
+        if isinstance(peak, int):
+            training["peak_memory_bytes"] = peak
         trained = TrainedAdapter(
             adapter_path=Path(ev["adapter_path"]),
             trained_tokens=int(ev["trained_tokens"]),
             step=int(ev["step"]),
+            training=training,
         )
-        job = self.write(lambda s, j: j)
+
+        def _finished(s: Any, j: Job) -> Job:
+            if isinstance(peak, int):
+                repo.add_event(s, j, f"Peak memory {format_bytes(peak)}", data={"peak_memory_bytes": peak})
+            return j
+
+        job = self.write(_finished)
         checks: dict[str, Any] = {}  # each gate's verdict, for the model card
         verdict = self.pipeline.safety.check(
             job, trained.adapter_path, write=self.write, expected_seconds=self._safety_seconds
