@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from afinar.blobs.local import LocalBlobStore
 from afinar.blobs.scratch import Scratch
@@ -50,6 +50,24 @@ if TYPE_CHECKING:
     from afinar.services.workers import WorkersService
 
 
+T = TypeVar("T")
+
+
+class built_once(cached_property[T]):
+    """A ``cached_property`` built under the container's lock: two request threads asking for a
+    service at once get the same instance (Python 3.12 dropped cached_property's own lock)."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> T: ...
+    def __get__(self, instance: object | None, owner: type[Any] | None = None) -> T | Self:
+        if instance is None:
+            return self
+        with instance._build_lock:  # type: ignore[attr-defined]
+            return super().__get__(instance, owner)
+
+
 class Container:
     def __init__(
         self, settings: Settings, *, engine: InferenceEngine | None = None, clock: Clock = system_clock
@@ -64,6 +82,7 @@ class Container:
         self.catalog = Catalog.load(settings.catalog_file)
         self._engine: InferenceEngine | None = engine  # None: the built-in HFEngine, on first use
         self._engine_lock = threading.Lock()
+        self._build_lock = threading.RLock()  # services build each other: reentrant
 
     @property
     def clock(self) -> Clock:
@@ -86,7 +105,7 @@ class Container:
             ColumnSealer(lambda org: self.keys.data_key(org), lambda org: self.keys.existing_key(org)),
         )
 
-    @cached_property
+    @built_once
     def keys(self) -> KeyRing:
         """Per-organisation data keys, wrapped by the master key (docs/architecture.md)."""
         from afinar.crypto.keys import KeyRing, load_master_key
@@ -98,27 +117,27 @@ class Container:
             lambda org_id, wrapped: org_keys.insert(self.db, org_id, wrapped),
         )
 
-    @cached_property
+    @built_once
     def sealed(self) -> SealedBlobs:
         """The blob store with encryption at rest: every customer byte goes through here."""
         from afinar.blobs.sealed import SealedBlobs
 
         return SealedBlobs(self.blobs, self.keys, self.scratch)
 
-    @cached_property
+    @built_once
     def files(self) -> FilesService:
         from afinar.services.files import FilesService
 
         return FilesService(db=self.db, sealed=self.sealed, blobs=self.blobs, settings=self.settings)
 
-    @cached_property
+    @built_once
     def screening(self) -> FileScreening:
         """The data screen of the job pipeline (and of the file report)."""
         from afinar.services.screening import FileScreening
 
         return FileScreening(files=self.files, moderation=lambda: self.moderation, settings=self.settings)
 
-    @cached_property
+    @built_once
     def validation(self) -> ValidationStep:
         """The ``validating_files`` step of the job pipeline (and of reports and estimates)."""
         from afinar.services.validation import ValidationStep
@@ -131,13 +150,13 @@ class Container:
             spend_limits=self.spend_limits,
         )
 
-    @cached_property
+    @built_once
     def jobs(self) -> JobsService:
         from afinar.services.jobs import JobsService
 
         return JobsService(db=self.db, catalog=self.catalog, eval_gates=self.eval_gates)
 
-    @cached_property
+    @built_once
     def reports(self) -> ReportsService:
         from afinar.services.reports import ReportsService
 
@@ -152,14 +171,14 @@ class Container:
             throughput=self.throughput,
         )
 
-    @cached_property
+    @built_once
     def throughput(self) -> ThroughputRecords:
         """Measured training speeds per base model and device, for estimates (services/throughput.py)."""
         from afinar.services.throughput import ThroughputRecords
 
         return ThroughputRecords(db=self.db, catalog=self.catalog)
 
-    @cached_property
+    @built_once
     def models(self) -> ModelsService:
         from afinar.services.models import ModelsService
 
@@ -172,13 +191,13 @@ class Container:
             loaded_engine=lambda: self._engine,
         )
 
-    @cached_property
+    @built_once
     def artefacts(self) -> ArtefactsService:
         from afinar.services.artefacts import ArtefactsService
 
         return ArtefactsService(db=self.db, settings=self.settings, sealed=self.sealed, scratch=self.scratch)
 
-    @cached_property
+    @built_once
     def safety_gate(self) -> SafetyGate:
         """The job pipeline's safety evaluation of a tuned model (and its time estimate)."""
         from afinar.services.safety_gate import SafetyGate
@@ -187,7 +206,7 @@ class Container:
             settings=self.settings, catalog=self.catalog, db=self.db, engine=lambda: self.engine
         )
 
-    @cached_property
+    @built_once
     def publisher(self) -> Publisher:
         """The job pipeline's last step: model card, results file, sealed artefacts, the model row."""
         from afinar.services.publication import Publisher
@@ -202,7 +221,7 @@ class Container:
             usage=self.usage,
         )
 
-    @cached_property
+    @built_once
     def usage(self) -> UsageBilling:
         """Metering, prices and rating: what training and chat cost (services/usage.py)."""
         from afinar.billing.pricebook import PriceBook
@@ -215,56 +234,56 @@ class Container:
             pricebook=PriceBook.load(self.settings.pricebook_file),
         )
 
-    @cached_property
+    @built_once
     def spend_limits(self) -> SpendLimits:
         from afinar.services.spend_limits import SpendLimits
 
         return SpendLimits(db=self.db, usage=self.usage)
 
-    @cached_property
+    @built_once
     def usage_reports(self) -> UsageReports:
         from afinar.services.usage_reports import UsageReports
 
         return UsageReports(settings=self.settings, usage=self.usage, spend_limits=self.spend_limits)
 
-    @cached_property
+    @built_once
     def projects(self) -> ProjectsService:
         from afinar.services.projects import ProjectsService
 
         return ProjectsService(db=self.db)
 
-    @cached_property
+    @built_once
     def api_keys(self) -> ApiKeysService:
         from afinar.services.api_keys import ApiKeysService
 
         return ApiKeysService(db=self.db, projects=self.projects)
 
-    @cached_property
+    @built_once
     def service_accounts(self) -> ServiceAccountsService:
         from afinar.services.service_accounts import ServiceAccountsService
 
         return ServiceAccountsService(db=self.db, projects=self.projects, api_keys=self.api_keys)
 
-    @cached_property
+    @built_once
     def users(self) -> UsersService:
         from afinar.services.users import UsersService
 
         return UsersService(db=self.db)
 
-    @cached_property
+    @built_once
     def workers(self) -> WorkersService:
         """Workers' rows (devices, lanes, heartbeat) and which jobs each can train."""
         from afinar.services.workers import WorkersService
 
         return WorkersService(db=self.db, catalog=self.catalog, lease_seconds=self.settings.lease_seconds)
 
-    @cached_property
+    @built_once
     def org_settings(self) -> OrgSettingsService:
         from afinar.services.org_settings import OrgSettingsService
 
         return OrgSettingsService(db=self.db)
 
-    @cached_property
+    @built_once
     def retention(self) -> RetentionService:
         from afinar.services.retention import RetentionService
 
@@ -272,13 +291,13 @@ class Container:
             db=self.db, settings=self.settings, files=self.files, org_settings=self.org_settings
         )
 
-    @cached_property
+    @built_once
     def exporter(self) -> Exporter:
         from afinar.services.export import Exporter
 
         return Exporter(db=self.db, files=self.files, models=self.models)
 
-    @cached_property
+    @built_once
     def erasure(self) -> ErasureService:
         from afinar.services.erasure import ErasureService
 
@@ -290,31 +309,31 @@ class Container:
             loaded_engine=lambda: self._engine,
         )
 
-    @cached_property
+    @built_once
     def evals(self) -> EvalsService:
         from afinar.services.evals import EvalsService
 
         return EvalsService(db=self.db, sealed=self.sealed, models=self.models)
 
-    @cached_property
+    @built_once
     def eval_runs(self) -> EvalRunsService:
         from afinar.services.eval_runs import EvalRunsService
 
         return EvalRunsService(db=self.db, sealed=self.sealed, models=self.models, evals=self.evals)
 
-    @cached_property
+    @built_once
     def eval_output_items(self) -> EvalOutputItemsService:
         from afinar.services.eval_items import EvalOutputItemsService
 
         return EvalOutputItemsService(db=self.db, runs=self.eval_runs)
 
-    @cached_property
+    @built_once
     def eval_comparisons(self) -> EvalComparisonsService:
         from afinar.services.eval_compare import EvalComparisonsService
 
         return EvalComparisonsService(db=self.db, evals=self.evals, runs=self.eval_runs)
 
-    @cached_property
+    @built_once
     def eval_gates(self) -> EvalGatesService:
         from afinar.services.eval_gates import EvalGatesService
 
@@ -323,13 +342,13 @@ class Container:
     def resolve_servable(self, org_id: str, name: str) -> ServableModel:
         return self.models.resolve_servable(org_id, name)
 
-    @cached_property
+    @built_once
     def metrics(self) -> ServingMetrics:
         from afinar.services.metrics import ServingMetrics
 
         return ServingMetrics(loaded_engine=lambda: self._engine)
 
-    @cached_property
+    @built_once
     def moderation(self) -> ModerationEngine:
         """The operator's moderation engine, built once (its models load on first use).
 
@@ -338,7 +357,7 @@ class Container:
 
         return build_moderation_engine(self.settings, catalog=self.catalog, engine=lambda: self.engine)
 
-    @cached_property
+    @built_once
     def chat(self) -> ChatService:
         """Chat completions (the API, the dashboard's playground and eval runs)."""
         from afinar.services.chat import ChatService
