@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     train_device: Literal["auto", "cpu", "cuda"] = "auto"
     train_precision: Literal["auto", "fp32", "bf16"] = "auto"
     train_gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    # Processes one training job runs data-parallel (docs/architecture.md, "Many processes"): 1 is
+    # the single child; more start it through ``accelerate launch`` (one rank per GPU, or gloo on
+    # the CPU). Extra ``accelerate launch`` arguments (shell syntax), e.g. for several machines.
+    train_processes: int = Field(default=1, ge=1)
+    train_launcher_args: str = ""
     # Peak FLOP/s of a training device, for MFU in the job's events (docs/admin.md); unset: the
     # GPU's bf16 peak from the built-in table, none on a CPU.
     train_peak_flops: float | None = Field(default=None, gt=0)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import sys
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -205,3 +207,58 @@ def test_model_card_and_adapter_export(client: openai.OpenAI, container, tmp_pat
     assert not any(n.endswith(".pt") for n in names)
     with pytest.raises(openai.BadRequestError):
         client.get(f"/afinar/models/{TINY}/card", cast_to=object)
+
+
+def test_qlora_job_is_echoed_and_trains_on_an_nf4_base(
+    client: openai.OpenAI, container: Any, tmp_path: Path
+) -> None:
+    fid = client.files.create(file=chat_file(tmp_path / "t.jsonl", 10).open("rb"), purpose="fine-tune").id
+    hyper = {"n_epochs": 1, "batch_size": 4}
+    qlora = client.fine_tuning.jobs.create(
+        model=TINY, training_file=fid, seed=5, hyperparameters=hyper, extra_body={"quantization": "nf4"}
+    )
+    plain = client.fine_tuning.jobs.create(model=TINY, training_file=fid, seed=5, hyperparameters=hyper)
+    assert qlora.model_extra and qlora.model_extra["quantization"] == "nf4"
+    assert plain.model_extra and plain.model_extra["quantization"] == "none"
+    run_worker(container)
+    losses = {}
+    for job in (qlora, plain):
+        done = client.fine_tuning.jobs.retrieve(job.id)
+        assert done.status == "succeeded", done.error
+        assert done.fine_tuned_model and done.trained_tokens
+        events = client.fine_tuning.jobs.list_events(job.id, limit=100)
+        steps = sorted((e.data for e in events if e.type == "metrics"), key=lambda d: d["step"])  # type: ignore[index]
+        losses[job.id] = [d["train_loss"] for d in steps]  # type: ignore[index]
+    again = client.fine_tuning.jobs.retrieve(qlora.id)
+    assert again.model_extra and again.model_extra["quantization"] == "nf4"
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(qlora.id, limit=100)]
+    assert any(m.startswith("Training on cpu in fp32 on an NF4-quantised base") for m in messages)
+    card = container.models.card(again.organization_id, again.fine_tuned_model)
+    assert card["training"]["quantization"] == "nf4"
+    # The child trained on the 4-bit base: same data and seed, a close but different loss curve.
+    assert losses[qlora.id] != losses[plain.id]
+    assert losses[qlora.id] == pytest.approx(losses[plain.id], rel=0.05)
+
+
+@pytest.mark.parametrize("value", ["int4", "NF4", 4, ""])
+def test_unknown_quantization_is_400_naming_the_allowed_values(
+    client: openai.OpenAI, train_id: str, value: Any
+) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.fine_tuning.jobs.create(model=TINY, training_file=train_id, extra_body={"quantization": value})
+    assert err.value.param == "quantization" and err.value.code is None
+    assert "'none', 'nf4'" in err.value.message
+    assert list(client.fine_tuning.jobs.list()) == []
+
+
+def test_quantization_without_torchao_is_400(
+    client: openai.OpenAI, train_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "torchao", None)  # as when the package is not installed
+    with pytest.raises(openai.BadRequestError) as err:
+        client.fine_tuning.jobs.create(model=TINY, training_file=train_id, extra_body={"quantization": "nf4"})
+    assert err.value.param == "quantization"
+    assert "not available on this server" in err.value.message and "torchao" in err.value.message
+    none = {"quantization": "none"}
+    job = client.fine_tuning.jobs.create(model=TINY, training_file=train_id, extra_body=none)
+    assert job.model_extra and job.model_extra["quantization"] == "none"

@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from afinar.store import train_speeds
+from afinar.training.quant import NF4_BYTES_PER_PARAM
 from tests.support.data import chat_example, chat_file, write_jsonl
 from tests.support.tiny_model import TINY
 from tests.support.worker import run_worker
@@ -80,3 +81,27 @@ def test_estimate_reports_request_errors_as_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.post("/afinar/estimates", cast_to=object, body={"model": TINY, "training_file": "file-x"})
     assert err.value.param == "training_file"
+
+
+def test_estimate_reports_the_quantization_and_its_training_memory(
+    client: openai.OpenAI, tmp_path: Path
+) -> None:
+    fid = client.files.create(file=chat_file(tmp_path / "t.jsonl", 10).open("rb"), purpose="fine-tune").id
+    body: dict[str, Any] = {"model": TINY, "training_file": fid}
+    plain: dict[str, Any] = client.post("/afinar/estimates", cast_to=object, body=body)  # type: ignore[assignment]
+    nf4: dict[str, Any] = client.post(
+        "/afinar/estimates", cast_to=object, body={**body, "quantization": "nf4"}
+    )  # type: ignore[assignment]
+    assert plain["quantization"] == "none" and nf4["quantization"] == "nf4"
+    # The tiny Llama: 2 layers of 7 projections (36,864 weights a layer), embeddings and norms
+    # (25,920 values); LoRA r=16 on the 7 projections: 16 × (in + out) each, 16,384 a layer.
+    linear, other, lora = 2 * 36_864, 400 * 64 + 5 * 64, 2 * 16_384
+    assert plain["training_memory_bytes"] == 2 * (linear + other) + 16 * lora  # bf16 + fp32 LoRA/AdamW
+    assert nf4["training_memory_bytes"] == int(linear * NF4_BYTES_PER_PARAM + 2 * other) + 16 * lora
+    assert nf4["training_memory_bytes"] < plain["training_memory_bytes"]
+    # Everything else in the estimate is the same.
+    same = {k: v for k, v in nf4.items() if k not in ("quantization", "training_memory_bytes")}
+    assert same == {k: v for k, v in plain.items() if k not in ("quantization", "training_memory_bytes")}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.post("/afinar/estimates", cast_to=object, body={**body, "quantization": "q4"})
+    assert err.value.param == "quantization"

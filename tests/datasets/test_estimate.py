@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from afinar.datasets.estimate import estimate
+from afinar.datasets.estimate import estimate, training_memory, weight_shapes
 from afinar.datasets.hyperparameters import ResolvedHyperparameters, resolve
 from afinar.datasets.report import ValidationReport
 from afinar.datasets.validation import validate_file
@@ -83,3 +83,47 @@ def test_estimate_from_a_real_file(tmp_path: Path, tokenizer: Any) -> None:
     assert est.billable_tokens < report.total_tokens * 8  # truncated tokens are not billed
     assert est.n_steps == 12 * 8
     assert est.estimated_seconds == pytest.approx(est.billable_tokens / 100.0)
+
+
+def _llama_8b_shapes() -> dict[str, tuple[int, ...]]:
+    """Llama-3.1-8B's tensors (hidden 4096, 32 layers, 8 KV heads of 128, MLP 14336, vocab 128256)."""
+    shapes: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (128256, 4096),
+        "lm_head.weight": (128256, 4096),
+        "model.norm.weight": (4096,),
+    }
+    for i in range(32):
+        p = f"model.layers.{i}."
+        shapes |= {
+            p + "self_attn.q_proj.weight": (4096, 4096),
+            p + "self_attn.k_proj.weight": (1024, 4096),
+            p + "self_attn.v_proj.weight": (1024, 4096),
+            p + "self_attn.o_proj.weight": (4096, 4096),
+            p + "mlp.gate_proj.weight": (14336, 4096),
+            p + "mlp.up_proj.weight": (14336, 4096),
+            p + "mlp.down_proj.weight": (4096, 14336),
+            p + "input_layernorm.weight": (4096,),
+            p + "post_attention_layernorm.weight": (4096,),
+        }
+    return shapes
+
+
+def test_training_memory_of_an_8b_base_in_bf16_and_nf4() -> None:
+    shapes = _llama_8b_shapes()
+    targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    bf16 = training_memory(shapes, targets, lora_r=16, quantized_bytes_per_param=None)
+    nf4 = training_memory(shapes, targets, lora_r=16, quantized_bytes_per_param=0.5 + 1 / 64)
+    lora = 16 * 16 * 32 * (4 * 4096 + 2 * (4096 + 1024) + 3 * (4096 + 14336))  # 42M params, 16 bytes each
+    gib = 2**30
+    # 8.03B weights: 14.96 GiB in bf16; NF4 quantises the 6.98B decoder linear weights (embeddings
+    # and LM head stay bf16): 5.31 GiB.
+    assert (bf16 - lora) / gib == pytest.approx(14.96, abs=0.01)
+    assert (nf4 - lora) / gib == pytest.approx(5.31, abs=0.01)
+    assert lora == 16 * 41_943_040
+
+
+def test_weight_shapes_reads_safetensors_headers(tiny_model_dir: Path, tmp_path: Path) -> None:
+    shapes = weight_shapes(tiny_model_dir)
+    assert shapes["model.layers.0.self_attn.k_proj.weight"] == (32, 64)
+    assert shapes["model.norm.weight"] == (64,)
+    assert weight_shapes(tmp_path) == {}  # no safetensors: nothing known

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -72,12 +73,21 @@ _lock = threading.RLock()
 _imported = False
 
 
+def quiet_optional_kernels() -> None:
+    """torchao (QLoRA's NF4, pure Python) also ships compiled kernels for GPUs we do not use; it
+    tries to load them when imported (transformers imports it whenever it is installed) and logs a
+    warning per library that does not fit this torch. Skip them and keep its log quiet."""
+    os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+
+
 def import_ml_stack() -> None:
     """Import the ML stack now, on this thread; other threads wait for it. Idempotent and cheap
     once done. A package that is not installed is skipped (its feature fails when used)."""
     global _imported
     if _imported:
         return
+    quiet_optional_kernels()
     with _lock:
         if _imported:
             return

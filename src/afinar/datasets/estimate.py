@@ -5,12 +5,23 @@ truncation to the context length, times the number of epochs. Training processes
 the (truncated) sequence, not only the trained ones, so the time estimate divides the same number
 by the training throughput: the one earlier jobs measured on this base (services/throughput.py),
 else the catalogue's constant; ``speed_source`` says which.
+
+``training_memory_bytes`` is the memory the base and the adapter need to train in the job's
+``quantization`` mode (:func:`training_memory`): the frozen weights at 2 bytes each (bf16, as on a
+GPU) or, with ``nf4`` (QLoRA), the decoder's linear weights at about 0.52 bytes each, plus the LoRA
+weights, their gradients and AdamW's two moments in fp32 (16 bytes per LoRA parameter). Activations
+depend on the batch and are not included; a CPU worker training in fp32 holds unquantised weights
+at 4 bytes each.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from afinar.datasets.hyperparameters import ResolvedHyperparameters
@@ -30,6 +41,8 @@ class Estimate:
     estimated_seconds: float
     train_tokens_per_second: float  # the speed assumed
     speed_source: str  # "measured" (by earlier jobs on this base) or "catalogue" (its constant)
+    quantization: str = "none"  # the job's mode: "none" (bf16 weights) or "nf4" (QLoRA)
+    training_memory_bytes: int | None = None  # weights + adapter + optimizer state; None: unknown
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,6 +54,8 @@ def estimate(
     *,
     train_tokens_per_second: float,
     speed_source: str = "catalogue",
+    quantization: str = "none",
+    training_memory_bytes: int | None = None,
 ) -> Estimate:
     """Estimate a job from a validation report made with a tokenizer.
 
@@ -69,4 +84,60 @@ def estimate(
         estimated_seconds=billable / train_tokens_per_second,
         train_tokens_per_second=train_tokens_per_second,
         speed_source=speed_source,
+        quantization=quantization,
+        training_memory_bytes=training_memory_bytes,
     )
+
+
+BF16_BYTES = 2
+LORA_BYTES_PER_PARAM = 4 + 4 + 8  # fp32 weight, its gradient, AdamW's two moments
+
+
+def weight_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in a model directory's safetensors files, from their headers only (an
+    8-byte little-endian length, then a JSON header): no weights are read."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        for name, info in header.items():
+            if name != "__metadata__":
+                shapes[name] = tuple(int(d) for d in info["shape"])
+    return shapes
+
+
+def _is_decoder_linear(name: str, shape: tuple[int, ...], block: int) -> bool:
+    """A linear weight inside a decoder layer, as QLoRA quantises it (not the embeddings, the LM head
+    or the norms; whole quantisation blocks only)."""
+    return (
+        len(shape) == 2
+        and name.endswith(".weight")
+        and ".layers." in f".{name}"
+        and math.prod(shape) % block == 0
+    )
+
+
+def training_memory(
+    shapes: Mapping[str, tuple[int, ...]],
+    targets: Iterable[str],
+    *,
+    lora_r: int,
+    quantized_bytes_per_param: float | None,
+    block: int = 64,
+) -> int:
+    """Bytes to hold the frozen base and train LoRA of rank ``lora_r`` on ``targets``: weights at 2
+    bytes (bf16), the decoder linears at ``quantized_bytes_per_param`` when quantised (None: not),
+    and 16 bytes per LoRA parameter (fp32 weight, gradient and AdamW state). Activations excluded."""
+    wanted = tuple(f".{t}.weight" for t in targets)
+    weights = 0.0
+    lora = 0
+    for name, shape in shapes.items():
+        n = math.prod(shape)
+        if quantized_bytes_per_param is not None and _is_decoder_linear(name, shape, block):
+            weights += n * quantized_bytes_per_param
+        else:
+            weights += n * BF16_BYTES
+        if len(shape) == 2 and name.endswith(wanted):
+            lora += lora_r * (shape[0] + shape[1])
+    return int(weights) + lora * LORA_BYTES_PER_PARAM

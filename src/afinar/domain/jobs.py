@@ -56,6 +56,7 @@ class JobSpec:
     metadata: dict[str, str] | None = None
     integrations: list[Any] | None = None
     eval_gate: EvalGateSpec | None = None
+    quantization: str = "none"  # "none" or "nf4" (QLoRA: LoRA on a 4-bit base), checked at the edge
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class JobRequest:
     metadata: dict[str, str] | None
     integrations: list[Any] | None
     eval_gate: dict[str, Any] | None = None
+    quantization: str = "none"
 
 
 def not_found(job_id: str) -> NotFound:
@@ -81,6 +82,7 @@ class JobsService:
             metadata=spec.metadata,
             integrations=spec.integrations,
             eval_gate=self.gates.parse(org_id, spec.eval_gate),
+            quantization=spec.quantization,
         )
 
     def create(
@@ -111,6 +113,7 @@ class JobsService:
             requested_hyperparameters=req.requested,
             job_metadata=req.metadata,
             integrations=req.integrations,
+            quantization=req.quantization if req.quantization != "none" else None,
             model_name=ids.fine_tuned_model_name(model, org_slug, suffix),
             result_files=[],
         )

@@ -60,8 +60,12 @@ def build_card(
         "final_metrics": {k: v for k, v in last.items() if k != "total_steps"},
         "checks": checks,
         "training": {
-            key: (training or {}).get(key)
-            for key in ("device", "precision", "gradient_checkpointing", "peak_memory_bytes")
+            **{
+                key: (training or {}).get(key)
+                for key in ("device", "precision", "gradient_checkpointing", "peak_memory_bytes")
+            },
+            "quantization": job.quantization or "none",
+            "processes": (training or {}).get("processes", 1),
         },
         "created_at": created_at,
     }

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from afinar.billing.pricebook import PriceNotFound
 from afinar.datasets import hyperparameters as hp
-from afinar.datasets.estimate import Estimate, estimate
+from afinar.datasets.estimate import Estimate, estimate, training_memory, weight_shapes
 from afinar.datasets.validation import Method, job_failure
+from afinar.training.quant import BLOCK_SIZE, NF4_BYTES_PER_PARAM
+from afinar.training.spec import TrainSpec
 
 if TYPE_CHECKING:
     from afinar.catalog.registry import Catalog
@@ -73,11 +75,29 @@ class ReportsService:
         self.usage = usage
         self.throughput = throughput
         self._tokenizers: dict[str, tuple[Any, int]] = {}
+        self._shapes: dict[str, dict[str, tuple[int, ...]]] = {}
 
     def _tokenizer(self, model: str) -> tuple[Any, int]:
         if model not in self._tokenizers:
             self._tokenizers[model] = self.validation.tokenizer(model)
         return self._tokenizers[model]
+
+    def _training_memory(self, model: str, quantization: str) -> int | None:
+        """The base's training memory in ``quantization``'s mode (datasets/estimate.py), from its
+        safetensors headers; None when the base has no safetensors weights."""
+        entry = self.catalog.require(model)
+        if model not in self._shapes:
+            self._shapes[model] = weight_shapes(self.catalog.local_path(entry, self.settings.models_dir))
+        shapes = self._shapes[model]
+        if not shapes:
+            return None
+        return training_memory(
+            shapes,
+            entry.lora_target_modules,
+            lora_r=int(TrainSpec.model_fields["lora_r"].default),
+            quantized_bytes_per_param=NF4_BYTES_PER_PARAM if quantization == "nf4" else None,
+            block=BLOCK_SIZE,
+        )
 
     def file_report(
         self, org_id: str, file_id: str, *, model: str | None, method: Method, moderation: bool = True
@@ -113,7 +133,12 @@ class ReportsService:
         # The speed measured on this base by earlier jobs (any device), else the catalogue's constant.
         speed = self.throughput.speed(req.model)
         est = estimate(
-            report, hyper, train_tokens_per_second=speed.tokens_per_second, speed_source=speed.source
+            report,
+            hyper,
+            train_tokens_per_second=speed.tokens_per_second,
+            speed_source=speed.source,
+            quantization=spec.quantization,
+            training_memory_bytes=self._training_memory(req.model, spec.quantization),
         )
         # What the job would cost at the base model's training price after today's free allowance.
         try:

@@ -128,6 +128,8 @@ class Job(Base):
     # What the job waits for when no live worker can train it (migration 0010_workers): set once,
     # with a "waiting_for_worker" event, cleared by the next claim (docs/architecture.md, "Devices").
     waiting_for: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # The job's quantisation (migration 0011_job_quantization): "nf4" for QLoRA; NULL is "none".
+    quantization: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 Index("ix_jobs_org_seq", Job.org_id, Job.seq)

@@ -31,6 +31,7 @@ from afinar.training.data import (
     epoch_order,
     steps_per_epoch,
 )
+from afinar.training.distributed import SINGLE, Group, pause_requested
 from afinar.training.flops import StepMeter
 from afinar.training.model import TrainModel, build_model, label_scores, load_tokenizer, pad_token_id
 from afinar.training.placement import resolve_placement
@@ -72,8 +73,9 @@ def eval_interval(spec: TrainSpec, total_steps: int) -> int:
     return spec.eval_every_steps or max(1, math.ceil(total_steps / AUTO_EVALUATIONS))
 
 
-def evaluate(tm: TrainModel, examples: list[EncodedExample], batch_size: int, pad_id: int) -> Scores:
-    """Token-weighted loss and accuracy over every label of ``examples``, in file order."""
+def _eval_sums(
+    tm: TrainModel, examples: list[EncodedExample], batch_size: int, pad_id: int
+) -> tuple[float, int, int]:
     tm.model.eval()
     loss_sum, correct, labels = 0.0, 0, 0
     with torch.no_grad():
@@ -82,6 +84,19 @@ def evaluate(tm: TrainModel, examples: list[EncodedExample], batch_size: int, pa
             s, c, n = label_scores(tm, batch)
             loss_sum, correct, labels = loss_sum + float(s.item()), correct + c, labels + n
     tm.model.train()
+    return loss_sum, correct, labels
+
+
+def evaluate(
+    tm: TrainModel, examples: list[EncodedExample], batch_size: int, pad_id: int, group: Group = SINGLE
+) -> Scores:
+    """Token-weighted loss and accuracy over every label of ``examples``, in file order (with
+    several ranks: each scores its share and the sums are added)."""
+    if group.world == 1:
+        loss_sum, correct, labels = _eval_sums(tm, examples, batch_size, pad_id)
+    else:
+        sums = group.sum(_eval_sums(tm, group.shard(examples), batch_size, pad_id), tm.placement.device)
+        loss_sum, correct, labels = sums[0], int(sums[1]), int(sums[2])
     if labels == 0:
         return Scores(None, None)
     return Scores(loss_sum / labels, correct / labels)
@@ -103,6 +118,36 @@ def train_step(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return Scores(value, correct / n_labels)
+
+
+def train_step_parallel(
+    tm: TrainModel,
+    optimizer: torch.optim.Optimizer,
+    batch_examples: list[EncodedExample],
+    pad_id: int,
+    group: Group,
+) -> Scores:
+    """``train_step`` over several ranks: this rank's share of the global batch, the global mean loss
+    (all-reduced sums), gradients summed over the ranks, then the same clip and update everywhere."""
+    mine = group.shard(batch_examples)
+    loss_sum: torch.Tensor | None = None
+    correct = n_labels = 0
+    if mine:
+        loss_sum, correct, n_labels = label_scores(tm, collate(mine, tm.layout, pad_id))
+    local = float(loss_sum.item()) if loss_sum is not None and n_labels else 0.0
+    total_loss, total_correct, total_labels = group.sum([local, correct, n_labels], tm.placement.device)
+    if total_labels == 0:  # nothing to learn from this batch on any rank: no update at all
+        return Scores(None, None)
+    value = total_loss / total_labels
+    if not math.isfinite(value):
+        raise TrainingError(f"training diverged: the loss is {value}")
+    if loss_sum is not None and n_labels:
+        (loss_sum / total_labels).backward()
+    group.sum_grads(tm.params)
+    torch.nn.utils.clip_grad_norm_(tm.params, GRAD_CLIP)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return Scores(value, total_correct / total_labels)
 
 
 def _check_resume(spec: TrainSpec, state: dict[str, Any], n_examples: int) -> None:
@@ -135,13 +180,17 @@ def run_training(
     *,
     should_pause: Callable[[], bool] | None = None,
     data_key: bytes | None = None,
+    group: Group = SINGLE,
 ) -> Path | None:
     """Train per ``spec``, reporting through ``emit``; the final directory, or None when paused.
 
     ``data_key`` decrypts the train/valid files when the spec names them as encrypted blobs.
+    With several ranks (``group``, ``distributed.py``) every rank calls this; only rank 0 emits and
+    writes checkpoints and the final adapter.
     """
     placement = resolve_placement(spec.device, spec.precision)  # a forced choice that cannot run stops here
-    torch.set_num_threads(spec.n_threads)
+    parallel = group.world > 1
+    torch.set_num_threads(max(1, spec.n_threads // group.local_world) if parallel else spec.n_threads)
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
 
@@ -177,8 +226,10 @@ def run_training(
     )
     if resume_dir is not None:
         optimizer.load_state_dict(ckpt.load_optimizer_state(resume_dir))
-        for group in optimizer.param_groups:
-            group["lr"] = spec.learning_rate
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = spec.learning_rate
+    if parallel:
+        group.broadcast_params(tm.params)
 
     def save_checkpoint() -> Path:
         path = ckpt.checkpoint_dir(spec.checkpoints_dir, run.step)
@@ -210,10 +261,14 @@ def run_training(
             "device": placement.name,
             "precision": placement.precision,
             "gradient_checkpointing": tm.gradient_checkpointing,
+            **({"quantization": spec.quantization} if spec.quantization != "none" else {}),
+            **({"processes": group.world} if parallel else {}),
         }
     )
     every_eval = eval_interval(spec, total)
     meter = StepMeter(tm.model, threads=spec.n_threads, peak_override=spec.peak_flops)
+    if parallel and meter.peak is not None:
+        meter.peak *= group.world  # MFU of the whole job: every rank's device counts
     orders: dict[int, list[list[int]]] = {}
     while run.step < total:
         step = run.step + 1
@@ -223,7 +278,11 @@ def run_training(
         chosen = [train[i] for i in orders[epoch0][index]]
         torch.manual_seed(derive_seed(spec.seed, "step", step))
         meter.start()  # the step alone: evaluation and checkpoints are not timed
-        scores = train_step(tm, optimizer, chosen, pad_id)
+        scores = (
+            train_step_parallel(tm, optimizer, chosen, pad_id, group)
+            if parallel
+            else train_step(tm, optimizer, chosen, pad_id)
+        )
         throughput = meter.stop([e.n_tokens for e in chosen])
         run.step = step
         run.trained_tokens += sum(e.n_tokens for e in chosen)
@@ -232,7 +291,7 @@ def run_training(
             spec.checkpoint_every_steps > 0 and step % spec.checkpoint_every_steps == 0
         )
         eval_due = bool(valid) and (step % every_eval == 0 or step == total or checkpoint_due)
-        v = evaluate(tm, valid, spec.batch_size, pad_id) if eval_due else Scores(None, None)
+        v = evaluate(tm, valid, spec.batch_size, pad_id, group) if eval_due else Scores(None, None)
         # The last step reports the full validation loss, as OpenAI's does: ``evaluate`` scores every
         # example of the validation file (never a sample), so the last step's scores are that.
         full = v if step == total else Scores(None, None)
@@ -255,7 +314,9 @@ def run_training(
                 **throughput,  # step_seconds, tokens_per_second, mfu, device_kind (training/flops.py)
             }
         )
-        if checkpoint_due:
+        if checkpoint_due and not group.is_main:
+            run.saved_step = step
+        elif checkpoint_due:
             path = save_checkpoint()
             emit(
                 {
@@ -269,7 +330,12 @@ def run_training(
             )
         if spec.step_delay_seconds:
             time.sleep(spec.step_delay_seconds)
-        if step < total and should_pause is not None and should_pause():
+        wants_pause = step < total and should_pause is not None and should_pause()
+        if parallel and step < total:  # rank 0 decides, so every rank stops after the same step
+            wants_pause = group.decide(wants_pause or pause_requested(spec.output_dir), placement.device)
+        if wants_pause and not group.is_main:
+            return None
+        if wants_pause:
             path = (
                 ckpt.checkpoint_dir(spec.checkpoints_dir, step)
                 if run.saved_step == step
@@ -278,6 +344,8 @@ def run_training(
             emit({"event": "paused", "step": step, "path": str(path), "trained_tokens": run.trained_tokens})
             return None
 
+    if not group.is_main:
+        return None
     final = ckpt.save_final(spec.final_dir, tm.model, tokenizer)
     emit(
         {

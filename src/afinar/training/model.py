@@ -1,7 +1,8 @@
 """The model side of training: load base weights, attach LoRA, place them, and score label positions only.
 
 Weights load in fp32 (the exact CPU path) or, for LoRA in bf16, as frozen bf16 weights with fp32 LoRA
-(``placement.py``); the model then moves to the run's device.
+(``placement.py``); with ``quantization: "nf4"`` (QLoRA) the frozen decoder linears then become NF4
+(``quant.py``); the model then moves to the run's device.
 
 The LM head runs only on the hidden states whose next token carries a label (gathered, then
 projected), which is exact and cheaper than full logits. In the "varlen" layout a batch is one
@@ -28,6 +29,7 @@ from afinar.training.placement import (
     keep_lora_in_fp32,
     wants_checkpointing,
 )
+from afinar.training.quant import quantize_base
 from afinar.training.spec import TrainSpec
 
 VARLEN_ATTENTION = "afinar_varlen_sdpa"
@@ -166,6 +168,8 @@ def build_model(
         if bf16_base:
             keep_lora_in_fp32(model)
         inner = model.get_base_model()
+        if spec.quantization == "nf4":  # QLoRA: the frozen decoder linears to NF4, on the run's device
+            quantize_base(inner.get_decoder(), placement.device)
     else:
         model = inner = causal_lm
         for p in model.parameters():

@@ -68,11 +68,16 @@ class TrainSpec(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    # "nf4": QLoRA, the frozen base's decoder linears quantised to 4-bit NormalFloat (training/quant.py);
+    # LoRA only. The saved adapter is the same PEFT adapter as without it.
+    quantization: Literal["none", "nf4"] = "none"
 
     @model_validator(mode="after")
     def _check(self) -> TrainSpec:
         if self.method == "lora" and not self.lora_target_modules:
             raise ValueError("lora_target_modules must name at least one module")
+        if self.quantization != "none" and self.method != "lora":
+            raise ValueError("quantization applies to LoRA only (method 'lora')")
         return self
 
     @property

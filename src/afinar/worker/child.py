@@ -1,4 +1,10 @@
-"""The training child process: spawn ``python -m afinar.training``, read its JSON lines, signal it."""
+"""The training child process: spawn ``python -m afinar.training``, read its JSON lines, signal it.
+
+With ``processes`` > 1 the child is the data-parallel launcher, ``python -m
+afinar.training.distributed`` (``accelerate launch``, one rank per process; rank 0 speaks the same
+protocol). Signals and kills go to the launcher: it turns SIGUSR1 into a pause of every rank, and
+its ranks die with it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +34,39 @@ def _die_with_parent() -> None:
         pass
 
 
+def child_command(spec_path: Path, processes: int = 1, launcher_args: Sequence[str] = ()) -> list[str]:
+    """The command line of a training child: one process, or the launcher of ``processes`` ranks
+    (``launcher_args`` go to ``accelerate launch``)."""
+    if processes <= 1:
+        return [sys.executable, "-m", "afinar.training", str(spec_path)]
+    extra = ["--", *launcher_args] if launcher_args else []
+    return [
+        sys.executable,
+        "-m",
+        "afinar.training.distributed",
+        "--processes",
+        str(processes),
+        str(spec_path),
+        *extra,
+    ]
+
+
 class TrainingChild:
-    def __init__(self, spec_path: Path, log_path: Path, secret: bytes | None = None) -> None:
-        """``secret`` (one line, e.g. the base64 data key) is written to the child's stdin, never to disk."""
+    def __init__(
+        self,
+        spec_path: Path,
+        log_path: Path,
+        secret: bytes | None = None,
+        *,
+        processes: int = 1,
+        launcher_args: Sequence[str] = (),
+    ) -> None:
+        """``secret`` (one line, e.g. the base64 data key) is written to the child's stdin, never to disk.
+        ``processes`` > 1 trains data-parallel (``AFINAR_TRAIN_PROCESSES``)."""
         self._log = log_path.open("ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "afinar.training", str(spec_path)],
+            child_command(spec_path, processes, launcher_args),
             stdin=subprocess.PIPE if secret is not None else None,
             stdout=subprocess.PIPE,
             stderr=self._log,

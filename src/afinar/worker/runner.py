@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import shlex
 import shutil
 import threading
 import time
@@ -81,13 +82,18 @@ def step_message(ev: dict[str, Any]) -> str:
 
 def training_hardware(ev: dict[str, Any]) -> dict[str, Any]:
     """Where the child trains, from its ``started`` line (empty from a child that does not say)."""
-    keys = ("device", "precision", "gradient_checkpointing")
+    keys = ("device", "precision", "gradient_checkpointing", "quantization", "processes")
     return {k: ev[k] for k in keys if ev.get(k) is not None}
 
 
 def hardware_message(hw: dict[str, Any]) -> str:
-    """``Training on cpu in fp32`` (with activation checkpointing when it is on)."""
+    """``Training on cpu in fp32`` (on an NF4 base, in N processes, with activation checkpointing
+    when they apply)."""
     text = f"Training on {hw.get('device', 'an unknown device')} in {hw.get('precision', 'fp32')}"
+    if hw.get("quantization") == "nf4":
+        text += " on an NF4-quantised base (QLoRA)"
+    if hw.get("processes"):
+        text += f" in {hw['processes']} processes"
     return text + (" with activation checkpointing" if hw.get("gradient_checkpointing") else "")
 
 
@@ -302,6 +308,7 @@ class JobRunner:
             precision=self.settings.train_precision,
             gradient_checkpointing=self.settings.train_gradient_checkpointing,
             peak_flops=self.settings.train_peak_flops,
+            quantization="nf4" if job.quantization == "nf4" else "none",
         )
         path = self.job_dir / "spec.json"
         path.write_text(spec.model_dump_json(indent=2))
@@ -326,7 +333,13 @@ class JobRunner:
         job = self.write(_running)
         self._safety_seconds = self._expected_safety_seconds(job)
         spec_path = self._spec(job, resume_from)
-        self.child = TrainingChild(spec_path, self.job_dir / "child.log", secret=self._secret)
+        self.child = TrainingChild(
+            spec_path,
+            self.job_dir / "child.log",
+            secret=self._secret,
+            processes=self.settings.train_processes,
+            launcher_args=shlex.split(self.settings.train_launcher_args),
+        )
         try:
             self._pump(self.child)
         finally:

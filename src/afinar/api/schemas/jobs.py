@@ -19,6 +19,8 @@ from afinar.errors import InvalidRequest
 from afinar.services import eval_checks
 from afinar.store.pagination import Page
 from afinar.store.tables import Checkpoint, EvalGate, Job, JobEvent
+from afinar.training import quant
+from afinar.training.quant import QUANTIZATIONS
 
 HYPER_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
 SUFFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -43,6 +45,8 @@ class CreateJobRequest(BaseModel):
     integrations: list[Any] | None = None
     metadata: dict[str, str] | None = None
     eval_gate: dict[str, Any] | None = None
+    # Afinar's own (additive): "nf4" trains LoRA on a 4-bit quantised base (QLoRA, docs/models.md).
+    quantization: str | None = None
 
     @field_validator("model", "training_file", mode="before")
     @classmethod
@@ -141,6 +145,25 @@ class CreateJobRequest(BaseModel):
             eval_gate_spec(value)  # shape only; the service checks the eval itself
         return value
 
+    @field_validator("quantization", mode="before")
+    @classmethod
+    def _quantization(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str) or value not in QUANTIZATIONS:
+            allowed = ", ".join(repr(q) for q in QUANTIZATIONS)
+            raise InvalidRequest(
+                f"Invalid quantization: {value!r}; allowed values are {allowed}.", param="quantization"
+            )
+        if value != "none":
+            reason = quant.unavailable_reason()
+            if reason is not None:
+                raise InvalidRequest(
+                    f"quantization '{value}' is not available on this server: {reason}.",
+                    param="quantization",
+                )
+        return value
+
     def to_domain(self) -> JobSpec:
         """The checked request, as ``JobsService.create`` (and the estimate) take it."""
         return JobSpec(
@@ -154,6 +177,7 @@ class CreateJobRequest(BaseModel):
             metadata=dict(self.metadata) if self.metadata is not None else None,
             integrations=list(self.integrations) if self.integrations is not None else None,
             eval_gate=eval_gate_spec(self.eval_gate) if self.eval_gate is not None else None,
+            quantization=self.quantization or "none",
         )
 
 
@@ -234,6 +258,7 @@ def job_object(job: Job, eval_gate: EvalGate | None = None) -> dict[str, Any]:
         "usage_metrics": None,
         "shared_with_openai": False,
         "eval_gate": eval_gate_echo(eval_gate),
+        "quantization": job.quantization or "none",  # additive: "nf4" for QLoRA
     }
 
 
