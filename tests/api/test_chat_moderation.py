@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from afinar.inference.engine import collect
 from afinar.inference.types import Delta, Event, Finished, GenerationRequest, GenerationResult, Started
 from afinar.safety.moderation import ModerationEngine, ModerationResult
 from afinar.store.tables import AuditLog, UsageRecord
+from tests.support.cli import admin, embedded_env
 from tests.support.echo_engine import EchoEngine
 
 MODEL = "tiny-llama"
@@ -175,17 +177,8 @@ def test_settings_need_an_admin_key_validate_and_are_audited(
 def test_cli_switches_it_per_organisation(tmp_path: Path, tiny_catalog: Path) -> None:
     from afinar.cli.main import app
 
-    env = {
-        "AFINAR_DATA_DIR": str(tmp_path / "data"),
-        "AFINAR_CATALOG_FILE": str(tiny_catalog),
-        "AFINAR_DATABASE_URL": None,
-        "COLUMNS": "200",
-    }
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(app, ["admin", "orgs", *args], env=env)
-        assert result.exit_code == 0, result.output
-        return result.stdout
+    env = embedded_env(tmp_path / "data", tiny_catalog)
+    run = partial(admin, env, "orgs")
 
     acme = json.loads(run("create", "Acme", "--json"))
     json.loads(run("create", "Beta", "--json"))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from afinar.errors import AuthenticationFailed
+from tests.support.cli import admin, embedded_env
 
 
 def test_orgs_create_prints_its_first_admin_key_once(tmp_path: Path, tiny_catalog: Path) -> None:
@@ -17,17 +19,8 @@ def test_orgs_create_prints_its_first_admin_key_once(tmp_path: Path, tiny_catalo
     from afinar.services.container import Container
     from afinar.services.orgs import authenticate
 
-    env = {
-        "AFINAR_DATA_DIR": str(tmp_path / "data"),
-        "AFINAR_CATALOG_FILE": str(tiny_catalog),
-        "AFINAR_DATABASE_URL": None,
-        "COLUMNS": "200",
-    }
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(app, ["admin", *args], env=env)
-        assert result.exit_code == 0, result.output
-        return result.stdout
+    env = embedded_env(tmp_path / "data", tiny_catalog)
+    run = partial(admin, env)
 
     made = json.loads(run("orgs", "create", "Acme Labs", "--json"))
     assert made["slug"] == "acme-labs" and made["api_key"].startswith("sk-afinar-")

@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
-
-from typer.testing import CliRunner
 
 from afinar.clock import FixedClock, system_clock
 from afinar.domain.hardware import GIB, Devices, Gpu
 from afinar.domain.jobs import JobStatus
 from afinar.queue.leases import claim
 from afinar.services.orgs import create_org
+from tests.support.cli import admin, embedded_env
 from tests.support.queue import add_job
 
 
 def test_admin_workers_lists_live_and_stale_workers(tmp_path: Path, tiny_catalog: Path) -> None:
-    from afinar.cli.main import app
     from afinar.config import Settings
     from afinar.services.container import Container
     from afinar.worker.loop import Worker
 
-    env = {
-        "AFINAR_DATA_DIR": str(tmp_path / "data"),
-        "AFINAR_CATALOG_FILE": str(tiny_catalog),
-        "AFINAR_DATABASE_URL": None,
-        "COLUMNS": "200",
-    }
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(app, ["admin", "workers", *args], env=env)
-        assert result.exit_code == 0, result.output
-        return result.stdout
+    env = embedded_env(tmp_path / "data", tiny_catalog)
+    run = partial(admin, env, "workers")
 
     c = Container(Settings(data_dir=tmp_path / "data", catalog_file=tiny_catalog, worker_devices="cpu"))
     try:

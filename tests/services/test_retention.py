@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from afinar.clock import FixedClock
 from afinar.store.tables import AuditLog, File
 from afinar.worker.loop import Worker
+from tests.support.cli import admin, embedded_env
 from tests.support.data import chat_file
 from tests.support.evals import EXACT_MATCH, make_eval
 from tests.support.tiny_model import TINY
@@ -132,16 +134,8 @@ def test_bad_retention_values_are_refused(value: Any) -> None:
 def test_cli_sets_retention(tmp_path: Path, tiny_catalog: Path) -> None:
     from afinar.cli.main import app
 
-    env = {
-        "AFINAR_DATA_DIR": str(tmp_path / "data"),
-        "AFINAR_CATALOG_FILE": str(tiny_catalog),
-        "COLUMNS": "200",
-    }
-
-    def run(*args: str) -> Any:
-        result = CliRunner().invoke(app, ["admin", *args], env=env)
-        assert result.exit_code == 0, result.output
-        return result.stdout
+    env = embedded_env(tmp_path / "data", tiny_catalog)
+    run = partial(admin, env)
 
     made = json.loads(run("orgs", "create", "Acme", "--json"))
     assert json.loads(run("orgs", "retention", "acme", "30", "--json"))["file_retention_days"] == 30

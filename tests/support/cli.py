@@ -49,3 +49,22 @@ def cli_env(tiny_catalog: Path, data_dir: Path, server: Server | None = None) ->
     if server is not None:
         env.update(AFINAR_BASE_URL=server.base_url, AFINAR_API_KEY=API_KEY)
     return env
+
+
+def embedded_env(data_dir: Path, catalog: Path) -> dict[str, str | None]:
+    """The environment of an operator's `afinar admin …` on an embedded data directory (SQLite)."""
+    return {
+        "AFINAR_DATA_DIR": str(data_dir),
+        "AFINAR_CATALOG_FILE": str(catalog),
+        "AFINAR_DATABASE_URL": None,
+        "COLUMNS": "200",
+    }
+
+
+def admin(env: Mapping[str, str | None], *args: str) -> str:
+    """Run `afinar admin ARGS` in-process; a non-zero exit fails the test with the output."""
+    from afinar.cli.main import app
+
+    result = CliRunner().invoke(app, ["admin", *args], env=dict(env))
+    assert result.exit_code == 0, result.output
+    return result.stdout
