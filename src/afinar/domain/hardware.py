@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 GIB = 1024**3
+NF4 = "nf4"  # jobs.quantization of a QLoRA job; NULL (or "none"): the base's own precision
 
 DeviceKind = Literal["cpu", "cuda"]
 

@@ -17,10 +17,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from afinar.domain.evals import IN_PROGRESS, QUEUED
+from afinar.domain.hardware import NF4
 from afinar.domain.jobs import JobStatus
 from afinar.errors import LeaseLost
 from afinar.store.db import Database, session_now
@@ -160,15 +161,33 @@ def _trainable(now: float) -> Any:
     return or_(and_(Job.status == JobStatus.QUEUED, free), and_(Job.status == JobStatus.RUNNING, expired))
 
 
-def _claimable(now: float, lane: Lane, exclude_models: Collection[str] = ()) -> Any:
+def _excluded(exclude_models: Collection[str], exclude_unquantized: Collection[str]) -> Any | None:
+    """The jobs a worker cannot train: any job on ``exclude_models``, and a job on
+    ``exclude_unquantized`` unless it is QLoRA (``quantization = 'nf4'``). None: it trains all."""
+    terms: list[Any] = []
+    if exclude_models:
+        terms.append(Job.model.in_(sorted(exclude_models)))
+    if exclude_unquantized:
+        not_nf4 = or_(Job.quantization.is_(None), Job.quantization != NF4)
+        terms.append(and_(Job.model.in_(sorted(exclude_unquantized)), not_nf4))
+    return or_(*terms) if terms else None
+
+
+def _claimable(
+    now: float,
+    lane: Lane,
+    exclude_models: Collection[str] = (),
+    exclude_unquantized: Collection[str] = (),
+) -> Any:
     """What ``lane`` may take: a free (or abandoned) job waiting for it, or a training job whose
-    worker died (running, lease expired: crash recovery); training jobs on ``exclude_models``
-    (bases this worker's devices cannot train) are left to other workers."""
+    worker died (running, lease expired: crash recovery); training jobs this worker's devices
+    cannot train (``_excluded``) are left to other workers."""
     _, free = _JOBS.free(now)
     validating = and_(Job.status == JobStatus.VALIDATING_FILES, free)
     trainable = _trainable(now)
-    if exclude_models:
-        trainable = and_(trainable, Job.model.not_in(sorted(exclude_models)))
+    excluded = _excluded(exclude_models, exclude_unquantized)
+    if excluded is not None:
+        trainable = and_(trainable, not_(excluded))
     if lane == "validate":
         return validating
     if lane == "train":
@@ -184,6 +203,7 @@ def claim(
     max_per_org: int = 0,
     lane: Lane = "any",
     exclude_models: Collection[str] = (),
+    exclude_unquantized: Collection[str] = (),
 ) -> Lease | None:
     """Take the oldest claimable job, or None. Safe against concurrent claimers (compare-and-set).
 
@@ -198,15 +218,19 @@ def claim(
     short work and never waits behind the organisation's own training); ``"any"`` counts both.
 
     ``exclude_models``: base models whose jobs this worker cannot train (its devices do not meet
-    their catalogue requirement; services/workers.py). Their jobs are never claimed for training
-    here, and stay queued for a worker that can (``stranded`` finds them). A claim clears the
-    job's ``waiting_for`` mark.
+    their catalogue requirement in any mode; services/workers.py). ``exclude_unquantized``: bases
+    it can train only in QLoRA (its GPU meets the entry's ``min_gpu_memory_gb_nf4``, not its
+    ``min_gpu_memory_gb``): their jobs are claimed only with ``quantization = 'nf4'``. Excluded
+    jobs are never claimed for training here, and stay queued for a worker that can (``stranded``
+    finds them). A claim clears the job's ``waiting_for`` mark.
     """
     if lane not in LANES:
         raise ValueError(f"unknown lane {lane!r}")
     now = db.now()
     counted = _COUNTED[lane] if max_per_org > 0 else ()
-    stmt = select(Job.id, Job.lease_token, Job.org_id).where(_claimable(now, lane, exclude_models))
+    stmt = select(Job.id, Job.lease_token, Job.org_id).where(
+        _claimable(now, lane, exclude_models, exclude_unquantized)
+    )
     if counted:
         busy = select(Job.org_id).where(_holding(now, counted)).group_by(Job.org_id)
         stmt = stmt.where(Job.org_id.not_in(busy.having(func.count() >= max_per_org)))
@@ -232,19 +256,27 @@ def claim(
     return Lease(job_id=got[0], token=got[1], owner=owner) if got else None
 
 
-def stranded(db: Database, models: Collection[str], *, limit: int = 5) -> list[tuple[str, str]]:
-    """(job id, model) of the oldest trainable jobs on ``models`` not yet marked ``waiting_for``:
-    the jobs a worker that excludes ``models`` skipped, for services/workers.py to explain."""
-    if not models:
+def stranded(
+    db: Database,
+    models: Collection[str],
+    *,
+    unquantized: Collection[str] = (),
+    limit: int = 5,
+) -> list[tuple[str, str, str | None]]:
+    """(job id, model, quantization) of the oldest trainable jobs not yet marked ``waiting_for``
+    that a worker claiming with ``exclude_models=models, exclude_unquantized=unquantized`` skips,
+    for services/workers.py to explain."""
+    excluded = _excluded(models, unquantized)
+    if excluded is None:
         return []
     stmt = (
-        select(Job.id, Job.model)
-        .where(_trainable(db.now()), Job.model.in_(sorted(models)), Job.waiting_for.is_(None))
+        select(Job.id, Job.model, Job.quantization)
+        .where(_trainable(db.now()), excluded, Job.waiting_for.is_(None))
         .order_by(Job.seq)
         .limit(limit)
     )
     with db.session() as s:
-        return [(job_id, model) for job_id, model in s.execute(stmt)]
+        return [(job_id, model, quantization) for job_id, model, quantization in s.execute(stmt)]
 
 
 def fence(s: Session, lease: Lease, lease_seconds: float | None = None) -> Job:

@@ -1,11 +1,13 @@
 """Workers and what they can run (docs/architecture.md, "Devices").
 
 A worker registers its lanes and devices in the ``workers`` table and heartbeats it; it claims for
-training only jobs whose base model's catalogue requirement its devices meet (``unable_models``
-goes to ``queue.leases.claim``). A job that no live training worker can run stays ``queued``
-and gets one ``waiting_for_worker`` event saying why (``note_waiting``); it runs as soon as a
-capable worker claims it. Rows are written with the container's clock; a stale row (no heartbeat
-within ``LIVE_LEASES`` lease periods) is shown as such and blocks nothing.
+training only jobs whose base model's catalogue requirement, in the job's mode, its devices meet
+(``unable_models`` and ``nf4_only_models`` go to ``queue.leases.claim``): a QLoRA job
+(``quantization: "nf4"``) needs the entry's ``min_gpu_memory_gb_nf4`` when it has one. A job
+that no live training worker can run stays ``queued`` and gets one ``waiting_for_worker`` event
+saying why (``note_waiting``); it runs as soon as a capable worker claims it. Rows are written
+with the container's clock; a stale row (no heartbeat within ``LIVE_LEASES`` lease periods) is
+shown as such and blocks nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from afinar.domain.hardware import Devices, Requirement, WorkerState, describe_workers
+from afinar.domain.hardware import NF4, Devices, Requirement, WorkerState, describe_workers
 from afinar.queue.leases import stranded
 from afinar.store import jobs as jobs_repo
 from afinar.store import workers as repo
@@ -54,14 +56,25 @@ class WorkersService:
 
     # -- what runs where ------------------------------------------------------------------------
 
-    def requirement(self, model: str) -> Requirement:
-        """What a job on base ``model`` needs (its catalogue entry; unknown: runs anywhere)."""
+    def requirement(self, model: str, quantization: str | None = None) -> Requirement:
+        """What a job on base ``model`` in ``quantization`` mode needs (its catalogue entry;
+        unknown: runs anywhere)."""
         entry = self.catalog.get(model)
-        return entry.requirement() if entry is not None else Requirement()
+        return entry.requirement(quantization) if entry is not None else Requirement()
 
     def unable_models(self, devices: Devices) -> list[str]:
-        """The catalogue's bases whose jobs ``devices`` cannot train (``claim(exclude_models=…)``)."""
-        return [m for m in self.catalog.ids() if not self.requirement(m).met_by(devices)]
+        """The catalogue's bases whose jobs ``devices`` cannot train in any mode, QLoRA included
+        (``claim(exclude_models=…)``)."""
+        return [m for m in self.catalog.ids() if not self.requirement(m, NF4).met_by(devices)]
+
+    def nf4_only_models(self, devices: Devices) -> list[str]:
+        """The catalogue's bases ``devices`` can train only as QLoRA (``quantization: "nf4"``):
+        ``claim(exclude_unquantized=…)``. An entry's NF4 requirement never exceeds its bf16 one."""
+        return [
+            m
+            for m in self.catalog.ids()
+            if self.requirement(m, NF4).met_by(devices) and not self.requirement(m).met_by(devices)
+        ]
 
     def states(self) -> list[WorkerState]:
         """Every registered worker, live or stale, with the jobs it holds a live lease on."""
@@ -86,21 +99,29 @@ class WorkersService:
             )
         return out
 
-    def note_waiting(self, unable: Sequence[str]) -> list[str]:
-        """Explain, once per job, the trainable jobs on ``unable`` bases that no live training worker
-        can run: a ``waiting_for_worker`` warning event, the job still queued. Returns their ids."""
-        pending = stranded(self.db, unable)
+    def note_waiting(self, unable: Sequence[str], nf4_only: Sequence[str] = ()) -> list[str]:
+        """Explain, once per job, the trainable jobs a worker excluding ``unable`` bases (and the
+        non-QLoRA jobs on ``nf4_only`` bases) skipped that no live training worker can run: a
+        ``waiting_for_worker`` warning event, the job still queued. Returns their ids."""
+        pending = stranded(self.db, unable, unquantized=nf4_only)
         if not pending:
             return []
         trainers = [w for w in self.states() if w.live and w.trains]
         noted = []
-        for job_id, model in pending:
-            need = self.requirement(model)
+        for job_id, model, quantization in pending:
+            need = self.requirement(model, quantization)
             if any(need.met_by(w.devices) for w in trainers):
                 continue  # a capable worker is busy or about to claim it: nothing to explain
             reason = need.describe()
+            hint = ""
+            if quantization == NF4:
+                reason += " for QLoRA (nf4)"
+            else:
+                qlora = self.requirement(model, NF4)
+                if qlora != need:  # the base has a smaller QLoRA requirement: say so
+                    hint = f' (as QLoRA, "quantization": "nf4", it needs {qlora.describe()})'
             message = (
-                f"Waiting for a worker: base model {model} needs {reason}; "
+                f"Waiting for a worker: base model {model} needs {reason}{hint}; "
                 f"live workers: {describe_workers(trainers)}"
             )
             with self.db.session() as s:
@@ -114,6 +135,7 @@ class WorkersService:
                     level="warn",
                     type_=WAITING_EVENT,
                     data={
+                        "quantization": quantization,
                         "requires_gpu": need.gpu,
                         "min_gpu_memory_bytes": need.min_gpu_memory_bytes,
                         "live_workers": [w.devices.summary() for w in trainers],

@@ -68,6 +68,11 @@ class Worker:
         """The catalogue's bases this worker's devices cannot train: it never claims their jobs."""
         return self.c.workers.unable_models(self.devices)
 
+    @cached_property
+    def nf4_only_models(self) -> list[str]:
+        """The bases this worker trains only as QLoRA: it claims only their ``nf4`` jobs."""
+        return self.c.workers.nf4_only_models(self.devices)
+
     def register(self) -> None:
         """Write this worker's row (lanes, devices, heartbeat) in the ``workers`` table."""
         s = self.c.settings
@@ -161,7 +166,7 @@ class Worker:
         s = self.c.settings
         self._ensure_registered()
         limit = s.max_concurrent_jobs_per_org
-        unable = self.unable_models
+        unable, nf4_only = self.unable_models, self.nf4_only_models
         lease = claim(
             self.c.db,
             owner or self.name,
@@ -169,10 +174,11 @@ class Worker:
             max_per_org=limit,
             lane="train",
             exclude_models=unable,
+            exclude_unquantized=nf4_only,
         )
         if lease is None:
-            if unable:  # a job only other devices can train: say so once if no live worker can
-                self.c.workers.note_waiting(unable)
+            if unable or nf4_only:  # a job only other devices can train: say so once if none can
+                self.c.workers.note_waiting(unable, nf4_only)
             return False
         log.info("worker %s trains %s", lease.owner, lease.job_id)
         self.runner(lease).run()
