@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # organisations that set none of their own (unset: keep forever); the worker sweeps this often.
     file_retention_days: int | None = Field(default=None, ge=1)
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # Idempotency-Key answers are kept this long (docs/api.md, "Idempotent retries"); the worker sweeps them.
+    idempotency_ttl_hours: float = Field(default=24.0, ge=24)
 
     # Serving
     adapter_cache_size: int = 8
@@ -123,6 +125,11 @@ class Settings(BaseSettings):
     # jobs of one organisation trained at once (more stay queued until one ends; 0: no limit).
     rate_limit_per_minute: int = Field(default=0, ge=0)
     max_concurrent_jobs_per_org: int = Field(default=0, ge=0)
+    # Where API nodes share rate-limit counters and dashboard sessions (store/shared_state.py):
+    # empty means the database (AFINAR_DATABASE_URL); a redis:// URL uses Redis (the `redis` extra),
+    # its keys named with this prefix.
+    redis_url: str = ""
+    redis_prefix: str = "afinar:"
 
     # Safety gates (server configuration; no job parameter can lower them)
     safety_screen: bool = True  # moderate every training example before any compute

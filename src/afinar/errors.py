@@ -23,6 +23,10 @@ class InvalidRequest(AfinarError):
     """The request itself is wrong (maps to 400)."""
 
 
+class Unprocessable(InvalidRequest):
+    """Well-formed, but it contradicts an earlier request (maps to 422), e.g. a reused Idempotency-Key."""
+
+
 class AuthenticationFailed(AfinarError):
     default_code = "invalid_api_key"
 

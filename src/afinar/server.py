@@ -29,19 +29,23 @@ from afinar.api.routes import (
 from afinar.dashboard.router import router as dashboard
 from afinar.services.container import Container
 
+UNGATED = ("/health", "/ready")  # answer while the ML stack is imported
+
 
 def create_app(container: Container, *, ready: threading.Event | None = None) -> FastAPI:
-    """The application. With ``ready``, every request but ``/health`` waits until it is set: ``afinar
-    serve`` opens the port at once and sets it when the ML stack is imported (catalog/ml_stack.py)."""
+    """The application. With ``ready``, every request but ``/health`` and ``/ready`` waits until it is
+    set: ``afinar serve`` opens the port at once and sets it when the ML stack is imported
+    (catalog/ml_stack.py); ``/ready`` says whether it is."""
     app = FastAPI(title="Afinar", version=__version__, docs_url="/docs", redoc_url=None)
     app.state.container = container
+    app.state.ml_stack_ready = ready
     errors.install(app)
 
     @app.middleware("http")
     async def _each_request(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        while ready is not None and not ready.is_set() and request.url.path != "/health":
+        while ready is not None and not ready.is_set() and request.url.path not in UNGATED:
             await asyncio.sleep(0.05)  # only in the first seconds of a process
         request.state.warnings = []  # api/deps.warn: what the request is told it did not get
         response = await call_next(request)

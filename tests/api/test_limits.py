@@ -10,7 +10,6 @@ from typing import Any
 import openai
 import pytest
 
-from afinar.api.ratelimit import SlidingWindow
 from afinar.queue.leases import claim
 from afinar.services.filenames import clean_filename
 from tests.support.data import chat_file
@@ -18,19 +17,6 @@ from tests.support.sdk import sdk
 from tests.support.tiny_model import TINY
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "afinar"
-
-
-def test_sliding_window() -> None:
-    now = [100.0]
-    window = SlidingWindow(clock=lambda: now[0])
-    assert [window.hit("k", 2) for _ in range(2)] == [None, None]
-    assert window.hit("k", 2) == pytest.approx(60.0)
-    assert window.hit("other", 2) is None  # per key
-    now[0] += 30
-    assert window.hit("k", 2) == pytest.approx(30.0)  # refused requests do not count
-    now[0] += 30.5
-    assert window.hit("k", 2) is None
-    assert window.hit("k", 0) is None  # 0: off
 
 
 def test_rate_limit_per_key_answers_429_with_retry_after(

@@ -87,7 +87,7 @@ async def get_principal(request: Request) -> Principal:
     )
     for name in p.ignored_headers:
         _ignored_header(request, p, name)
-    ratelimit.check(request.app, p.key_id, c.settings.rate_limit_per_minute)
+    await ratelimit.check(c, p.key_id, c.settings.rate_limit_per_minute)
     access.authorize(p, request.method, request.url.path)
     audit.bind(p)
     if not access.is_admin_path(request.url.path):

@@ -20,6 +20,7 @@ STATUS: list[tuple[type[errors.AfinarError], int]] = [
     (errors.QuotaExceeded, 429),
     (errors.ServerError, 500),
     (errors.LeaseLost, 500),
+    (errors.Unprocessable, 422),
     (errors.InvalidRequest, 400),
     (errors.DataError, 400),
 ]

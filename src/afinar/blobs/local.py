@@ -7,12 +7,14 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 CHUNK = 1024 * 1024
+PROBE_PREFIX = "_afinar/probe/"  # reserved: organisation ids start with "org-"
 
 
 @dataclass(frozen=True)
@@ -112,3 +114,18 @@ class LocalBlobStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def probe(self) -> None:
+        """Write, read back and delete a small object under the reserved ``PROBE_PREFIX`` (the
+        readiness check); raises when the store cannot do all three."""
+        key = PROBE_PREFIX + uuid.uuid4().hex
+        payload = b"afinar-ready-" + key.encode()
+        self.put_bytes(key, payload)
+        try:
+            with self.open(key) as f:
+                if f.read() != payload:
+                    raise OSError("the probe object read back differs from what was written")
+        finally:
+            self.delete(key)
+        if self.exists(key):
+            raise OSError("the probe object is still there after its deletion")

@@ -14,7 +14,8 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from afinar.api.errors import status_for
-from afinar.dashboard.session import COOKIE, DashboardSession, SessionStore, check_csrf, load_secret
+from afinar.crypto.keys import load_master_key
+from afinar.dashboard.session import COOKIE, DashboardSession, SessionStore, check_csrf, cookie_secret
 from afinar.dashboard.templating import render
 from afinar.errors import AfinarError, AuthenticationFailed, PermissionDenied
 from afinar.services import access, audit
@@ -61,7 +62,8 @@ def sessions(request: Request) -> SessionStore:
     store: SessionStore | None = getattr(request.app.state, "dashboard_sessions", None)
     if store is None:
         c = container(request)
-        store = SessionStore(load_secret(c.settings.data_dir), c.db.now)  # follows a swapped clock
+        secret = cookie_secret(load_master_key(c.settings))  # the same on every node
+        store = SessionStore(secret, c.shared_state.sessions, c.db.now)  # follows a swapped clock
         request.app.state.dashboard_sessions = store
     return store
 
@@ -72,13 +74,13 @@ async def viewer(request: Request) -> Viewer:
     Async on purpose: the bindings are context variables, which must reach the endpoint.
     """
     store = sessions(request)
-    session = store.get(request.cookies.get(COOKIE))
+    session = await run_in_threadpool(store.get, request.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired
     try:
         principal = await run_in_threadpool(authenticate, container(request).db, session.api_key)
     except AuthenticationFailed:
-        store.drop(session.id)
+        await run_in_threadpool(store.drop, session.id)
         raise SignInRequired from None
     audit.bind(principal)
     access.bind_scope(principal)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from afinar.services.org_settings import OrgSettingsService
     from afinar.services.projects import ProjectsService
     from afinar.services.publication import Publisher
+    from afinar.services.readiness import ReadinessService
     from afinar.services.reports import ReportsService
     from afinar.services.retention import RetentionService
     from afinar.services.safety_gate import SafetyGate
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from afinar.services.users import UsersService
     from afinar.services.validation import ValidationStep
     from afinar.services.workers import WorkersService
+    from afinar.store.shared_state import SharedState
 
 
 T = TypeVar("T")
@@ -116,6 +118,13 @@ class Container:
             lambda org_id: org_keys.load(self.db, org_id),
             lambda org_id, wrapped: org_keys.insert(self.db, org_id, wrapped),
         )
+
+    @built_once
+    def shared_state(self) -> SharedState:
+        """Rate-limit counters and dashboard sessions every API node sees (database or Redis)."""
+        from afinar.store.shared_state import shared_state
+
+        return shared_state(self.db, self.settings.redis_url, self.settings.redis_prefix)
 
     @built_once
     def sealed(self) -> SealedBlobs:
@@ -278,6 +287,13 @@ class Container:
         return WorkersService(db=self.db, catalog=self.catalog, lease_seconds=self.settings.lease_seconds)
 
     @built_once
+    def readiness(self) -> ReadinessService:
+        """``GET /ready``: the database and the blob store, probed with a short timeout."""
+        from afinar.services.readiness import ReadinessService
+
+        return ReadinessService(db=self.db, blobs=self.blobs)
+
+    @built_once
     def org_settings(self) -> OrgSettingsService:
         from afinar.services.org_settings import OrgSettingsService
 
@@ -396,4 +412,7 @@ class Container:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+        state = self.__dict__.get("shared_state")
+        if state is not None and hasattr(state, "close"):
+            state.close()
         self.db.dispose()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
+import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +17,7 @@ from afinar.store.db import Database
 from afinar.store.pagination import Page
 from afinar.store.tables import AuditLog
 
-ATTEMPTS = 8
+ATTEMPTS = 40  # writers that lose the race back off (jittered) and try again
 
 
 def entry_hash(prev_hash: str, row: AuditLog) -> str:
@@ -68,6 +70,9 @@ def append(db: Database, row: AuditLog) -> AuditLog:
         except IntegrityError:
             if attempt == ATTEMPTS - 1:
                 raise
+            # Without a pause, the same writers collide again at once: on a busy machine a writer
+            # could lose every retry and its entry would be dropped. Back off, jittered, ≤ 0.2 s.
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
     raise AssertionError("unreachable")
 
 

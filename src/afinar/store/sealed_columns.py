@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from afinar.crypto import values
 from afinar.store.db import Database
-from afinar.store.tables import EvalGate, EvalOutputItem, EvalRun
+from afinar.store.tables import EvalGate, EvalOutputItem, EvalRun, IdempotencyKey
 
 INFO = "afinar.sealer"
 RESTORE = "afinar.sealed.restore"
@@ -32,6 +32,7 @@ SEALED: dict[type, dict[str, tuple[str, ...]]] = {
     EvalRun: {"items": (), "data_source": ("source", "content")},
     EvalOutputItem: {"datasource_item": (), "sample": (), "results": ()},
     EvalGate: {"spec": ("data_source", "source", "content")},
+    IdempotencyKey: {"response": ()},  # a create request's first answer (api/idempotency.py)
 }
 
 

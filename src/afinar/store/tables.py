@@ -440,3 +440,61 @@ class TrainSpeed(Base):
     n_steps: Mapped[int] = mapped_column(Integer)
     job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[int] = mapped_column(Integer)
+
+
+class RateLimitKey(Base):
+    """One row per API key with a recent request (migration 0013_shared_state; store/shared_state.py):
+    the per-key lock a rate-limit check takes first, so that nodes count a key's requests in turn."""
+
+    __tablename__ = "rate_limit_keys"
+    key_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_at: Mapped[float] = mapped_column(Float)
+
+
+class RateLimitHit(Base):
+    """An admitted request of an API key in the last window (the sliding log every node shares)."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (Index("ix_rate_limit_hits_key_at", "key_id", "at"),)
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(128))
+    at: Mapped[float] = mapped_column(Float)
+
+
+class DashboardSessionRecord(Base):
+    """A dashboard sign-in (dashboard/session.py), valid on every node and across restarts.
+
+    ``id`` is a hash of the session id the cookie carries, and ``sealed_key`` the API key sealed
+    with a key derived from that id: the database alone neither signs anyone in nor reveals a key.
+    """
+
+    __tablename__ = "dashboard_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(128), index=True)
+    sealed_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class IdempotencyKey(Base):
+    """The first answer to a create request sent with an ``Idempotency-Key`` header (api/idempotency.py).
+
+    Unique per (organisation, project, key): the INSERT that takes a key is the lock, on every node.
+    ``status_code`` is NULL while the first request is in flight; ``fingerprint`` is the SHA-256 of
+    the request (NULL while an upload is in flight); ``response`` is sealed with the organisation's
+    data key (store/sealed_columns.py). Rows older than ``AFINAR_IDEMPOTENCY_TTL_HOURS`` are swept.
+    """
+
+    __tablename__ = "idempotency_keys"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(64))  # "" for a key without a project
+    key: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(1024))
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer, index=True)
+    __table_args__ = (UniqueConstraint("org_id", "project_id", "key", name="uq_idempotency_keys_key"),)

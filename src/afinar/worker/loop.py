@@ -31,6 +31,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from afinar.queue.leases import Lease, claim
+from afinar.store import idempotency
 from afinar.worker.runner import JobPipeline, JobRunner, sweep_job_dirs
 
 if TYPE_CHECKING:
@@ -216,11 +217,13 @@ class Worker:
     # -- housekeeping ---------------------------------------------------------------------------
 
     def sweep_if_due(self) -> list[str]:
-        """Every ``retention_sweep_seconds``: expired files become tombstones (services/retention)."""
+        """Every ``retention_sweep_seconds``: expired files become tombstones (services/retention),
+        and Idempotency-Key answers older than ``idempotency_ttl_hours`` are forgotten."""
         now = self.c.clock()
         if now < self._next_sweep:
             return []
         self._next_sweep = now + self.c.settings.retention_sweep_seconds
+        idempotency.sweep(self.c.db, now - self.c.settings.idempotency_ttl_hours * 3600)
         return self.c.retention.sweep()
 
     def _prime(self) -> None:

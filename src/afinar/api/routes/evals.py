@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from afinar.api.deps import get_container, get_principal, json_body, parse_body
+from afinar.api.idempotency import Idempotency, fingerprint, idempotency
 from afinar.api.schemas.evals import (
     CreateEvalRequest,
     CreateRunRequest,
@@ -33,8 +34,12 @@ def create_eval(
     body: dict[str, Any] = Depends(json_body),
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
+    idem: Idempotency = Depends(idempotency),
 ) -> dict[str, Any]:
-    return eval_object(c.evals.create(p, parse_body(CreateEvalRequest, body).to_domain()))
+    return idem.run(
+        fingerprint(body),
+        lambda: eval_object(c.evals.create(p, parse_body(CreateEvalRequest, body).to_domain())),
+    )
 
 
 @router.get("/evals")
@@ -80,9 +85,13 @@ def create_run(
     body: dict[str, Any] = Depends(json_body),
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
+    idem: Idempotency = Depends(idempotency),
 ) -> dict[str, Any]:
-    c.evals.get(p.org_id, eval_id)  # an unknown eval is a 404 before the body's 400s
-    return run_object(c.eval_runs.create_run(p, eval_id, parse_body(CreateRunRequest, body).to_domain()))
+    def create() -> dict[str, Any]:
+        c.evals.get(p.org_id, eval_id)  # an unknown eval is a 404 before the body's 400s
+        return run_object(c.eval_runs.create_run(p, eval_id, parse_body(CreateRunRequest, body).to_domain()))
+
+    return idem.run(fingerprint(body), create)
 
 
 @router.get("/evals/{eval_id}/runs")

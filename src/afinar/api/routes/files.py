@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
 from afinar.api.deps import get_container, get_principal
+from afinar.api.idempotency import Idempotency, fingerprint, idempotency
 from afinar.api.schemas.files import deleted_file_object, file_list, file_object
 from afinar.errors import InvalidRequest
 from afinar.services.container import Container
@@ -23,9 +25,31 @@ def _chunks(upload: UploadFile) -> Iterator[bytes]:
         yield chunk
 
 
+class _Hashed:
+    """The upload's chunks, hashed (SHA-256) as they stream: the Idempotency-Key fingerprint."""
+
+    def __init__(self, upload: UploadFile) -> None:
+        self.upload = upload
+        self.sha256 = hashlib.sha256()
+
+    def chunks(self) -> Iterator[bytes]:
+        for chunk in _chunks(self.upload):
+            self.sha256.update(chunk)
+            yield chunk
+
+    def drain(self) -> str:
+        """Hash what was not streamed (a replay stores nothing; a refused upload stopped early)."""
+        for _ in self.chunks():
+            pass
+        return self.sha256.hexdigest()
+
+
 @router.post("/files")
 async def create_file(
-    request: Request, p: Principal = Depends(get_principal), c: Container = Depends(get_container)
+    request: Request,
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+    idem: Idempotency = Depends(idempotency),
 ) -> dict[str, Any]:
     from starlette.concurrency import run_in_threadpool
 
@@ -43,16 +67,34 @@ async def create_file(
             seconds = int(expires)
         except ValueError:
             raise InvalidRequest("expires_after.seconds must be an integer", param="expires_after") from None
-    row = await run_in_threadpool(
-        c.files.create,
-        p.org_id,
-        upload.filename or "upload",
-        purpose,
-        _chunks(upload),
-        expires_after_seconds=seconds,
-        project_id=p.project_id,
-    )
-    return file_object(row)
+    content = _Hashed(upload)
+
+    async def request_fingerprint() -> str:
+        sha256 = await run_in_threadpool(content.drain)
+        fields = {"purpose": purpose, "filename": upload.filename, "expires_after[seconds]": seconds}
+        return fingerprint({**fields, "file_sha256": sha256})
+
+    earlier = await run_in_threadpool(idem.start, None)  # the fingerprint is known once the file has streamed
+    if earlier is not None:
+        return idem.replay(earlier, await request_fingerprint())  # nothing stored
+    try:
+        row = await run_in_threadpool(
+            c.files.create,
+            p.org_id,
+            upload.filename or "upload",
+            purpose,
+            content.chunks(),
+            expires_after_seconds=seconds,
+            project_id=p.project_id,
+        )
+    except BaseException as exc:
+        if idem.key is not None:
+            await run_in_threadpool(idem.fail, exc, await request_fingerprint())
+        raise
+    body = file_object(row)
+    if idem.key is not None:
+        await run_in_threadpool(idem.finish, await request_fingerprint(), body)
+    return body
 
 
 @router.get("/files")

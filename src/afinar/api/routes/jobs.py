@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from afinar.api.deps import get_container, get_principal, json_body, parse_body
+from afinar.api.idempotency import Idempotency, fingerprint, idempotency
 from afinar.api.schemas.jobs import CreateJobRequest, checkpoint_list, event_list, job_list, job_object
 from afinar.services.container import Container
 from afinar.services.orgs import Principal
@@ -25,9 +26,15 @@ def create_job(
     body: dict[str, Any] = Depends(json_body),
     p: Principal = Depends(get_principal),
     c: Container = Depends(get_container),
+    idem: Idempotency = Depends(idempotency),
 ) -> dict[str, Any]:
-    spec = parse_body(CreateJobRequest, body).to_domain()
-    return _out(c, c.jobs.create(p.org_id, p.org_slug, spec, project_id=p.project_id, api_key_id=p.key_id))
+    def create() -> dict[str, Any]:
+        spec = parse_body(CreateJobRequest, body).to_domain()
+        return _out(
+            c, c.jobs.create(p.org_id, p.org_slug, spec, project_id=p.project_id, api_key_id=p.key_id)
+        )
+
+    return idem.run(fingerprint(body), create)
 
 
 @router.get("/fine_tuning/jobs")

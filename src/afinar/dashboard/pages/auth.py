@@ -65,10 +65,10 @@ def signin(
     if not same_origin(request) or not store.check_signin_token(request.cookies.get(SIGNIN_COOKIE), token):
         return _signin_page(request, next_url, "The sign-in form expired. Please try again.", 403)
     try:
-        authenticate(container(request).db, api_key.strip())
+        principal = authenticate(container(request).db, api_key.strip())
     except AuthenticationFailed:
         return _signin_page(request, next_url, "That API key was not accepted. Check it and try again.", 401)
-    session = store.create(api_key.strip())
+    session = store.create(api_key.strip(), org_id=principal.org_id, key_id=principal.key_id)
     response = redirect(next_url)
     response.set_cookie(
         COOKIE,
