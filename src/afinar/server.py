@@ -16,8 +16,10 @@ from afinar.api.deps import WARNING_HEADER
 from afinar.api.routes import (
     admin,
     chat,
+    checkpoint_permissions,
     evals,
     files,
+    graders,
     health,
     jobs,
     models,
@@ -59,7 +61,9 @@ def create_app(container: Container, *, ready: threading.Event | None = None) ->
         app.include_router(module.router, prefix="/v1")
     app.include_router(moderations.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")
+    app.include_router(checkpoint_permissions.router, prefix="/v1")
     app.include_router(org_settings.router, prefix="/v1")
     app.include_router(evals.router, prefix="/v1")
+    app.include_router(graders.router, prefix="/v1")
     app.include_router(dashboard)
     return app

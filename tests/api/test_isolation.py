@@ -69,6 +69,7 @@ PARAM_VALUES = {
     "fine_tuning_job_id": "job_id",
     "model": "model",
     "fine_tuned_model_checkpoint": "checkpoint",
+    "permission_id": "job_id",  # any id: the foreign checkpoint already answers 404
     "project_id": "project_id",
     "eval_id": "job_id",
     "run_id": "job_id",

@@ -64,6 +64,7 @@ BODIES = st.dictionaries(st.sampled_from(BODY_FIELDS), JSON, max_size=4)
 @pytest.fixture
 def known(client: openai.OpenAI, container: Any, tmp_path: Path) -> dict[str, str]:
     """Real objects of the caller's organisation, by path parameter name."""
+    from afinar.services.checkpoint_permissions import NewPermissions
     from afinar.services.projects import NewMember
     from afinar.services.service_accounts import NewServiceAccount
     from afinar.store.orgs import default_project
@@ -87,6 +88,7 @@ def known(client: openai.OpenAI, container: Any, tmp_path: Path) -> dict[str, st
     user = container.users.add_user(org, "ana@example.com", role="reader")
     container.projects.add_member(org, project.id, NewMember("member", user_id=user.id))
     extra_admin, _ = container.api_keys.create_key(org, kind="admin", name="spare", role="owner")
+    shared = container.checkpoint_permissions.create(org, ckpt, NewPermissions((project.id,)))[0]
     assert key is not None
     return {
         "file_id": fid,
@@ -102,6 +104,7 @@ def known(client: openai.OpenAI, container: Any, tmp_path: Path) -> dict[str, st
         "eval_id": ev.id,
         "run_id": run.id,
         "output_item_id": item,
+        "permission_id": shared.id,
     }
 
 

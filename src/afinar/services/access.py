@@ -1,10 +1,13 @@
 """Who may call which route (docs/admin.md), and the project scope of the rest of a request.
 
-``/v1/organization/*`` needs an admin key; elsewhere owners and members may do everything in
-their project, readers may read and call models, role ``none`` nothing.
+``/v1/organization/*`` and ``/v1/fine_tuning/checkpoints/{checkpoint}/permissions[/{id}]`` need
+an admin key; elsewhere owners and members may do everything in their project, readers may read and
+call models, role ``none`` nothing.
 """
 
 from __future__ import annotations
+
+import re
 
 from afinar.domain.principal import Principal
 from afinar.errors import PermissionDenied
@@ -18,8 +21,12 @@ READER_POSTS = frozenset(
 )
 
 
+# Outside /v1/organization, OpenAI's admin-key routes: sharing a checkpoint with other projects.
+ADMIN_PATHS = re.compile(r"/v1/fine_tuning/checkpoints/.+/permissions(/[^/]+)?")
+
+
 def is_admin_path(path: str) -> bool:
-    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/") or bool(ADMIN_PATHS.fullmatch(path))
 
 
 def authorize(p: Principal, method: str, path: str) -> None:

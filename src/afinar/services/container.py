@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from afinar.services.api_keys import ApiKeysService
     from afinar.services.artefacts import ArtefactsService
     from afinar.services.chat import ChatService
+    from afinar.services.checkpoint_permissions import CheckpointPermissionsService
     from afinar.services.erasure import ErasureService
     from afinar.services.eval_compare import EvalComparisonsService
     from afinar.services.eval_gates import EvalGatesService
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from afinar.services.evals import EvalsService
     from afinar.services.export import Exporter
     from afinar.services.files import FilesService
+    from afinar.services.graders import GradersService
     from afinar.services.jobs import JobsService
     from afinar.services.metrics import ServingMetrics
     from afinar.services.models import ModelsService
@@ -268,6 +270,13 @@ class Container:
         return ApiKeysService(db=self.db, projects=self.projects)
 
     @built_once
+    def checkpoint_permissions(self) -> CheckpointPermissionsService:
+        """Checkpoints shared with other projects of their organisation (admin keys)."""
+        from afinar.services.checkpoint_permissions import CheckpointPermissionsService
+
+        return CheckpointPermissionsService(db=self.db, projects=self.projects)
+
+    @built_once
     def service_accounts(self) -> ServiceAccountsService:
         from afinar.services.service_accounts import ServiceAccountsService
 
@@ -354,6 +363,13 @@ class Container:
         from afinar.services.eval_gates import EvalGatesService
 
         return EvalGatesService(db=self.db, evals=self.evals, runs=self.eval_runs)
+
+    @built_once
+    def graders(self) -> GradersService:
+        """Fine-tuning graders (``/v1/fine_tuning/alpha/graders``): the Evals API's graders."""
+        from afinar.services.graders import GradersService
+
+        return GradersService(models=self.models, chat=self.chat)
 
     def resolve_servable(self, org_id: str, name: str) -> ServableModel:
         return self.models.resolve_servable(org_id, name)

@@ -17,6 +17,8 @@ from afinar.errors import InvalidRequest, NotFound
 from afinar.ids import parse_model_name
 from afinar.services import audit
 from afinar.services.model_card import CARD_NAME
+from afinar.store import admin as admin_repo
+from afinar.store import checkpoint_permissions as permissions_repo
 from afinar.store import jobs as repo
 
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from afinar.config import Settings
     from afinar.inference.protocol import InferenceEngine
     from afinar.services.artefacts import ArtefactsService
-    from afinar.store.db import Database
+    from afinar.store.db import Database, Session
 
 BASE_CREATED = 1730419200  # the catalogue has no creation date: a fixed, documented timestamp
 
@@ -43,6 +45,13 @@ def model_not_found(name: str) -> NotFound:
         param="model",
         code="model_not_found",
     )
+
+
+def _shared_with_caller(s: Session, org_id: str, checkpoint: str) -> bool:
+    """Whether a checkpoint permission (services/checkpoint_permissions.py) names the project the
+    request is scoped to."""
+    scope = admin_repo.current_scope()
+    return scope is not None and permissions_repo.is_shared_with(s, org_id, checkpoint, scope.project_id)
 
 
 class ModelsService:
@@ -190,6 +199,9 @@ class ModelsService:
             else:
                 ck = repo.checkpoint_by_name(s, org_id, name)
                 parent = repo.get_model(s, org_id, ref.fine_tuned or "")
+                if ck is not None and parent is None and _shared_with_caller(s, org_id, name):
+                    with admin_repo.scoped(None):  # another project's checkpoint, shared with this one
+                        parent = repo.get_model(s, org_id, ref.fine_tuned or "")
                 adapter, created = (ck.path, ck.created_at) if ck and parent else (None, 0)
         base = self.catalog.get(ref.base)
         if adapter is None or base is None:

@@ -498,3 +498,20 @@ class IdempotencyKey(Base):
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[int] = mapped_column(Integer, index=True)
     __table_args__ = (UniqueConstraint("org_id", "project_id", "key", name="uq_idempotency_keys_key"),)
+
+
+# --- Checkpoint sharing (migration 0014_checkpoint_permissions) ------------------------------------
+
+
+class CheckpointPermission(Base):
+    """A fine-tuned model checkpoint shared with a project of its organisation (``cp_`` id): a key
+    of that project may call the checkpoint as if it were its own (services/checkpoint_permissions.py)."""
+
+    __tablename__ = "checkpoint_permissions"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    checkpoint: Mapped[str] = mapped_column(String(600))  # the checkpoint's model name (…:ckpt-step-N)
+    project_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (Index("ix_checkpoint_permissions_org_checkpoint", "org_id", "checkpoint"),)
