@@ -80,3 +80,10 @@ def session_now(s: Session) -> float:
     """The current time (Unix seconds) by the clock of the database that opened ``s``."""
     clock: Clock = s.info.get("clock", system_clock)
     return clock()
+
+
+def upsert_insert(s: Session) -> Any:
+    """The dialect's INSERT, for ``ON CONFLICT`` upserts (SQLite and PostgreSQL both have them)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
 
+from afinar.store.db import upsert_insert
 from afinar.store.tables import DashboardSessionRecord, RateLimitHit, RateLimitKey
 
 if TYPE_CHECKING:
@@ -63,12 +63,6 @@ class SharedState(Protocol):
     sessions: SessionRows
 
 
-def _insert(s: Session) -> Any:
-    """The dialect's INSERT (both have ON CONFLICT)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
-
 
 # --- the database ------------------------------------------------------------------------------
 
@@ -90,7 +84,7 @@ class DatabaseRateLimits:
         start = now - self.window
         with self.db.session() as s:
             s.execute(
-                _insert(s)(RateLimitKey)
+                upsert_insert(s)(RateLimitKey)
                 .values(key_id=key, last_at=now)
                 .on_conflict_do_update(index_elements=["key_id"], set_={"last_at": now})
             )

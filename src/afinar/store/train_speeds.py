@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from afinar.store.db import Database
+from afinar.store.db import Database, upsert_insert
 from afinar.store.tables import TrainSpeed
 
 
@@ -32,24 +31,16 @@ def save(
 ) -> None:
     """Replace the speed of ``base_model`` on ``device``, committed on return.
 
-    Race-safe: of two first writers of one (base, device), the insert that loses the primary-key
-    race is retried as an update.
+    Two first writers of one (base, device) both land: the later one updates the row.
     """
-    for _ in range(2):
-        try:
-            with db.session() as s:
-                now = int(db.now())
-                row = s.get(TrainSpeed, (base_model, device))
-                if row is None:
-                    row = TrainSpeed(base_model=base_model, device=device)
-                    s.add(row)
-                row.tokens_per_second = tokens_per_second
-                row.n_steps = n_steps
-                row.job_id = job_id
-                row.updated_at = now
-            return
-        except IntegrityError:
-            continue
+    now = int(db.now())
+    values = {"tokens_per_second": tokens_per_second, "n_steps": n_steps, "job_id": job_id, "updated_at": now}
+    with db.session() as s:
+        s.execute(
+            upsert_insert(s)(TrainSpeed)
+            .values(base_model=base_model, device=device, **values)
+            .on_conflict_do_update(index_elements=["base_model", "device"], set_=values)
+        )
 
 
 def latest(db: Database, base_model: str, device: str | None = None) -> MeasuredSpeed | None:

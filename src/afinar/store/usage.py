@@ -7,20 +7,14 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from afinar.store.db import upsert_insert
 from afinar.store.tables import Job, Project, SpendLimit, TrainingProgress, UsageRecord
-
-
-def _insert(s: Session) -> Any:
-    """The dialect's INSERT (both have ON CONFLICT)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def insert_once(s: Session, values: dict[str, Any]) -> bool:
     """Append a usage record unless one with its key exists; True when this call wrote it."""
     stmt = (
-        _insert(s)(UsageRecord)
+        upsert_insert(s)(UsageRecord)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(UsageRecord.seq)  # rowcount is not reliable here (psycopg reports -1)
@@ -105,7 +99,7 @@ def put_limit(
 ) -> SpendLimit:
     """Create or replace (an upsert: two concurrent writers cannot both insert)."""
     stmt = (
-        _insert(s)(SpendLimit)
+        upsert_insert(s)(SpendLimit)
         .values(
             org_id=org_id,
             scope=scope,
