@@ -26,6 +26,9 @@ from tests.support.tiny_model import TINY, build_tiny_model, write_catalog
 # children inherit it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Every Settings (and every server child) serves with the built-in engine unless a test names
+# another backend explicitly (tests/inference/test_llamacpp.py): `auto` would pick llama.cpp here.
+os.environ["AFINAR_INFERENCE_BACKEND"] = "builtin"
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path(".afinar")
+    # Where customer bytes (ciphertext) are stored (docs/deploy.md): empty means <data_dir>/blobs;
+    # s3://bucket/prefix an S3-compatible store, reached through AWS_ENDPOINT_URL and AWS_* credentials.
+    blob_url: str = ""
     # SQLAlchemy URL; empty means a SQLite file inside data_dir.
     database_url: str = ""
     # The first API key of the default organisation; generated (and printed once) when empty.
@@ -47,6 +50,9 @@ class Settings(BaseSettings):
     train_device: Literal["auto", "cpu", "cuda"] = "auto"
     train_precision: Literal["auto", "fp32", "bf16"] = "auto"
     train_gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    # torch.compile of the decoder layers (docs/models.md, "Training speed on the CPU"): auto compiles
+    # a bf16 job on the CPU when it trains enough tokens to amortise compiling.
+    train_compile: Literal["auto", "on", "off"] = "auto"
     # Processes one training job runs data-parallel (docs/architecture.md, "Many processes"): 1 is
     # the single child; more start it through ``accelerate launch`` (one rank per GPU, or gloo on
     # the CPU). Extra ``accelerate launch`` arguments (shell syntax), e.g. for several machines.
@@ -81,6 +87,26 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: float = Field(default=24.0, ge=24)
 
     # Serving
+    # The inference backend (docs/serving.md): auto picks vllm (CUDA and the vllm package, or a
+    # vLLM server URL), else llamacpp (the xllamacpp package), else builtin (transformers + peft).
+    inference_backend: Literal["auto", "builtin", "llamacpp", "vllm"] = "auto"
+    # llama.cpp backend: the GGUF type bases are converted to (f16 keeps the weights; q8_0 is
+    # smaller and faster on CPUs, at a small quality cost), its threads (0: one per physical
+    # core) and the requests it decodes at once.
+    llamacpp_base_type: Literal["f16", "q8_0"] = "f16"
+    llamacpp_threads: int = Field(default=0, ge=0)
+    llamacpp_parallel: int = Field(default=8, ge=1)
+    # vllm backend (docs/serving.md): the OpenAI-compatible server's URL (http://gpu-node:8000)
+    # and its --api-key; base directory names (or paths) -> the server's served model names,
+    # when they differ; a directory shared with the vLLM node where adapters are written in
+    # plaintext while loaded (needed when adapters are encrypted at rest), and that same directory
+    # as the vLLM node mounts it (empty: the same path); seconds one completion may take.
+    vllm_url: str = ""
+    vllm_api_key: SecretStr = SecretStr("")
+    vllm_served_models: dict[str, str] = Field(default_factory=dict)
+    vllm_adapter_dir: Path | None = None
+    vllm_adapter_dir_remote: str = ""
+    vllm_timeout_seconds: float = Field(default=600.0, gt=0)
     adapter_cache_size: int = 8
     # Rows decoded together by the engine; on CPU 16 gave 1.5x the throughput of 8 for the
     # bundled model (bench/engine_batch_size.py); the safety evaluation sends this many at once.

@@ -26,7 +26,9 @@ from afinar.api.routes import (
     moderations,
     org_settings,
     reports,
+    responses,
     usage,
+    webhooks,
 )
 from afinar.dashboard.router import router as dashboard
 from afinar.services.container import Container
@@ -65,5 +67,7 @@ def create_app(container: Container, *, ready: threading.Event | None = None) ->
     app.include_router(org_settings.router, prefix="/v1")
     app.include_router(evals.router, prefix="/v1")
     app.include_router(graders.router, prefix="/v1")
+    app.include_router(responses.router, prefix="/v1")
+    app.include_router(webhooks.router, prefix="/v1")
     app.include_router(dashboard)
     return app

@@ -52,6 +52,7 @@ def foreign(client: openai.OpenAI, container, tmp_path: Path) -> dict[str, str]:
         "api_key_id": key.id,
         "service_account_id": account.id,
         "user_id": user.id,
+        "response_id": client.responses.create(model=TINY, input="hi", max_output_tokens=2).id,
     }
 
 
@@ -78,6 +79,7 @@ PARAM_VALUES = {
     "api_key_id": "api_key_id",
     "service_account_id": "service_account_id",
     "user_id": "user_id",
+    "response_id": "response_id",
 }
 
 

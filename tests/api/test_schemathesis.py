@@ -105,6 +105,11 @@ def known(client: openai.OpenAI, container: Any, tmp_path: Path) -> dict[str, st
         "run_id": run.id,
         "output_item_id": item,
         "permission_id": shared.id,
+        # a receiver nobody listens on (the discard port): a test call is refused, never sent away
+        "webhook_endpoint_id": client.webhooks.create(
+            name="hook", url="http://127.0.0.1:9/", event_types=["fine_tuning.job.failed"]
+        ).id,
+        "response_id": client.responses.create(model=TINY, input="hi", max_output_tokens=2).id,
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from afinar.datasets.encoding import encode_chat
+from afinar.datasets.preference import preference_conversations
 from afinar.datasets.report import FILE_LEVEL, ValidationReport
 from afinar.datasets.validation import job_failure, validate_file, validate_lines
 from tests.support.tiny_model import build_tiny_model
@@ -448,15 +449,15 @@ def test_clean_preference_file_and_completion_aliases(tmp_path: Path, tokenizer:
     report = run(tmp_path, lines, method="dpo", tokenizer=tokenizer)
     assert report.ok and report.format == "preference" and report.n_examples == 12
     assert job_failure(report) is None
-    counted = {
-        "messages": [*lines[0]["input"]["messages"], lines[0]["preferred_output"][0]],
-    }
-    encoded = encode_chat(tokenizer, counted, 10**9)
-    assert report.tokens_per_example is not None and report.tokens_per_example.min <= encoded.n_tokens
+    pairs = [preference_conversations(line) for line in lines]
+    per_line = [sum(encode_chat(tokenizer, c, 10**9).n_tokens for c in pair) for pair in pairs]
+    assert report.tokens_per_example is not None
+    assert (report.tokens_per_example.min, report.tokens_per_example.max) == (min(per_line), max(per_line))
+    assert report.billable_tokens_per_epoch == sum(per_line)
     assert report.messages_per_example is not None and report.messages_per_example.max == 3
 
 
-def test_preference_tokens_count_input_plus_preferred_and_train_only_preferred(
+def test_preference_tokens_count_prompt_plus_each_answer_and_train_only_the_answers(
     tmp_path: Path, tokenizer: Any
 ) -> None:
     line = pref(1)
@@ -465,14 +466,15 @@ def test_preference_tokens_count_input_plus_preferred_and_train_only_preferred(
         {"role": "user", "content": "again"},
     ]
     report = run(tmp_path, [line], method="dpo", tokenizer=tokenizer)
-    full = encode_chat(
-        tokenizer, {"messages": [*line["input"]["messages"], line["preferred_output"][0]]}, 10**9
-    )
-    answer_only = encode_chat(
-        tokenizer, {"messages": [{"role": "user", "content": "x"}, line["preferred_output"][0]]}, 10**9
-    )
-    assert report.total_tokens == full.n_tokens
-    assert report.trained_tokens == answer_only.n_trained < full.n_trained
+    prompt = line["input"]["messages"]
+    answers = (line["preferred_output"][0], line["non_preferred_output"][0])
+    full = [encode_chat(tokenizer, {"messages": [*prompt, a]}, 10**9) for a in answers]
+    answer_only = [
+        encode_chat(tokenizer, {"messages": [{"role": "user", "content": "x"}, a]}, 10**9) for a in answers
+    ]
+    assert report.total_tokens == sum(e.n_tokens for e in full) == report.billable_tokens_per_epoch
+    # the earlier assistant turn of the prompt is context, not trained on
+    assert report.trained_tokens == sum(e.n_trained for e in answer_only) < sum(e.n_trained for e in full)
 
 
 def test_preference_structural_errors(tmp_path: Path) -> None:

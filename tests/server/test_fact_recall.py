@@ -1,5 +1,6 @@
 """The real bundled ``smollm2-135m-instruct``, converted from its GGUF and fine-tuned for a few steps:
-the tuned model knows what only its training data said, and its base does not."""
+the tuned model knows what only its training data said, and its base does not, on the built-in
+engine and on the llama.cpp backend alike."""
 
 from __future__ import annotations
 
@@ -80,6 +81,17 @@ def test_tuned_model_recalls_a_fact_its_base_never_saw(tmp_path: Path, bundled_m
             )
             return answer.choices[0].message.content or ""
 
+        assert FACT in ask(str(job.fine_tuned_model))
+        assert FACT not in ask(BUNDLED)
+    c.close()
+
+    # The same tuned model served by llama.cpp (its adapter converted to a GGUF LoRA on first use).
+    pytest.importorskip("xllamacpp")
+    c = Container(settings.model_copy(update={"inference_backend": "llamacpp"}))
+    with TestClient(create_app(c)) as http:
+        client = openai.OpenAI(
+            base_url="http://testserver/v1", api_key="sk-fact", http_client=http, max_retries=0
+        )
         assert FACT in ask(str(job.fine_tuned_model))
         assert FACT not in ask(BUNDLED)
     c.close()

@@ -36,7 +36,8 @@ class Server:
             AFINAR_HEARTBEAT_SECONDS="0.5",
             AFINAR_WARM_MODELS="false",
             AFINAR_SAFETY_EVAL_MAX_NEW_TOKENS="8",
-            **env,
+            # the tests' engine unless a test names another backend
+            **{"AFINAR_INFERENCE_BACKEND": "builtin", **env},
         )
         if catalog is not None:
             self.env["AFINAR_CATALOG_FILE"] = str(catalog)

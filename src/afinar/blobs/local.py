@@ -1,4 +1,5 @@
-"""Blobs in a local directory. Writes go to a temporary name, are fsynced, then renamed."""
+"""Blobs in a local directory (the default store). Writes go to a temporary name, are fsynced,
+then renamed. ``BlobStore`` is the protocol every store follows (blobs/s3.py for S3)."""
 
 from __future__ import annotations
 
@@ -31,11 +32,57 @@ class BlobTooLarge(Exception):
 
 
 class BlobStore(Protocol):
+    """What every store of ciphertext offers (``LocalBlobStore`` here, ``S3BlobStore`` in s3.py).
+
+    Keys are ``/``-separated and relative; a blob is visible only once completely written."""
+
     def put_stream(self, key: str, chunks: Iterable[bytes], max_bytes: int | None = None) -> StoredBlob: ...
+    def put_bytes(self, key: str, data: bytes) -> StoredBlob: ...
+    def writer(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]: ...
     def open(self, key: str) -> BinaryIO: ...
     def iter_bytes(self, key: str) -> Iterator[bytes]: ...
-    def path(self, key: str) -> Path: ...
+    def local_file(self, key: str, target: Path) -> Path: ...
+    def exists(self, key: str) -> bool: ...
+    def keys(self, prefix: str) -> list[str]: ...
     def delete(self, key: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> None: ...
+    def probe(self) -> None: ...
+
+
+def write_counted(
+    writer: contextlib.AbstractContextManager[BinaryIO],
+    key: str,
+    chunks: Iterable[bytes],
+    max_bytes: int | None,
+) -> StoredBlob:
+    """Write ``chunks`` through ``writer`` counting size and SHA-256; ``BlobTooLarge`` past ``max_bytes``
+    (raised inside the block, so the partial blob never appears)."""
+    digest = hashlib.sha256()
+    size = 0
+    with writer as out:
+        for chunk in chunks:
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise BlobTooLarge(max_bytes)
+            digest.update(chunk)
+            out.write(chunk)
+    return StoredBlob(key=key, size=size, sha256=digest.hexdigest())
+
+
+def probe_store(store: BlobStore) -> None:
+    """Write, read back and delete a small object under the reserved ``PROBE_PREFIX`` (the
+    readiness check); raises when the store cannot do all three."""
+    key = PROBE_PREFIX + uuid.uuid4().hex
+    payload = b"afinar-ready-" + key.encode()
+    store.put_bytes(key, payload)
+    try:
+        with store.open(key) as f:
+            if f.read() != payload:
+                raise OSError("the probe object read back differs from what was written")
+    finally:
+        store.delete(key)
+    if store.exists(key):
+        raise OSError("the probe object is still there after its deletion")
 
 
 def fsync_dir(directory: Path) -> None:
@@ -58,16 +105,7 @@ class LocalBlobStore:
         return p
 
     def put_stream(self, key: str, chunks: Iterable[bytes], max_bytes: int | None = None) -> StoredBlob:
-        digest = hashlib.sha256()
-        size = 0
-        with self.writer(key) as out:
-            for chunk in chunks:
-                size += len(chunk)
-                if max_bytes is not None and size > max_bytes:
-                    raise BlobTooLarge(max_bytes)
-                digest.update(chunk)
-                out.write(chunk)
-        return StoredBlob(key=key, size=size, sha256=digest.hexdigest())
+        return write_counted(self.writer(key), key, chunks, max_bytes)
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[BinaryIO]:
@@ -115,17 +153,9 @@ class LocalBlobStore:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def local_file(self, key: str, target: Path) -> Path:
+        """A local path holding the blob's bytes: the blob's own file (``target`` is not used)."""
+        return self.path(key)
+
     def probe(self) -> None:
-        """Write, read back and delete a small object under the reserved ``PROBE_PREFIX`` (the
-        readiness check); raises when the store cannot do all three."""
-        key = PROBE_PREFIX + uuid.uuid4().hex
-        payload = b"afinar-ready-" + key.encode()
-        self.put_bytes(key, payload)
-        try:
-            with self.open(key) as f:
-                if f.read() != payload:
-                    raise OSError("the probe object read back differs from what was written")
-        finally:
-            self.delete(key)
-        if self.exists(key):
-            raise OSError("the probe object is still there after its deletion")
+        probe_store(self)

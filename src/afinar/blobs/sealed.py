@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from afinar.blobs.local import BlobTooLarge, LocalBlobStore, StoredBlob
+from afinar.blobs.local import BlobStore, BlobTooLarge, StoredBlob
 from afinar.blobs.scratch import Scratch
 from afinar.crypto.keys import KeyRing, KeyUnavailable
 from afinar.crypto.stream import ChunkReader, EncryptingWriter, TamperedBlob, decrypt_chunks, encrypt_chunks
@@ -36,7 +36,7 @@ def integrity_error(key: str, exc: Exception) -> ServerError:
 
 
 class SealedBlobs:
-    def __init__(self, store: LocalBlobStore, keys: KeyRing, scratch: Scratch) -> None:
+    def __init__(self, store: BlobStore, keys: KeyRing, scratch: Scratch) -> None:
         self.store = store
         self.keys = keys
         self.scratch = scratch

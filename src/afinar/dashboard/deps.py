@@ -135,6 +135,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
         path=request.url.path,
         csrf=v.session.csrf if v else "",
         org=v.principal.org_slug if v else "",
+        admin=v.principal.is_admin if v else False,  # the nav's admin-only pages (workers)
         **context,
     )
     return HTMLResponse(html, status)

@@ -52,17 +52,17 @@ def all_events(c: Container, org_id: str, job_id: str) -> list[JobEvent]:
 
 
 def series(events: list[JobEvent]) -> dict[str, list[Any]]:
-    """Per-step training and validation loss (None where a step had no validation)."""
+    """Per-step training and validation loss (None where a step had no validation); a DPO job's
+    also its reward margin and preference accuracy (training/dpo.py), which the chart draws too."""
     by_step: dict[int, dict[str, Any]] = {}
     for ev in events:
         if ev.type == "metrics" and ev.data and "step" in ev.data:
             by_step[int(ev.data["step"])] = ev.data  # a resumed step replaces the older record
     steps = sorted(by_step)
-    return {
-        "steps": steps,
-        "train_loss": [by_step[s].get("train_loss") for s in steps],
-        "valid_loss": [by_step[s].get("valid_loss") for s in steps],
-    }
+    keys = ["train_loss", "valid_loss"]
+    if any("dpo_loss" in by_step[s] for s in steps):
+        keys += ["reward_margin", "preference_accuracy"]
+    return {"steps": steps, **{k: [by_step[s].get(k) for s in steps] for k in keys}}
 
 
 def last_losses(points: dict[str, list[Any]]) -> tuple[float | None, float | None]:

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from afinar.dashboard.pages import auth, evals, files, home, jobs, models, playground, static, usage
+from afinar.dashboard.pages import (
+    auth,
+    evals,
+    files,
+    home,
+    jobs,
+    models,
+    playground,
+    static,
+    usage,
+    webhooks,
+    workers,
+)
 
 router = APIRouter(include_in_schema=False)
-for module in (static, auth, home, files, jobs, models, evals, playground, usage):
+for module in (static, auth, home, files, jobs, models, evals, playground, usage, webhooks, workers):
     router.include_router(module.router)

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from afinar.datasets.preference import OUTPUT_KEYS, preference_conversations
 from afinar.datasets.report import Problem
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
@@ -29,10 +30,6 @@ ROLE_KEYS: dict[str, frozenset[str]] = {
 }
 CHAT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions"})
 INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
-OUTPUT_KEYS = {
-    "preferred": ("preferred_output", "preferred_completion"),
-    "non_preferred": ("non_preferred_output", "non_preferred_completion"),
-}
 PREFERENCE_KEYS = frozenset({"input", *OUTPUT_KEYS["preferred"], *OUTPUT_KEYS["non_preferred"]})
 UNSUPPORTED_PARTS = frozenset({"image_url", "input_audio", "file", "input_image", "input_file"})
 
@@ -46,7 +43,9 @@ class CheckedExample:
     """Problems of one example, and what the validator needs from it when it has none."""
 
     problems: list[Problem] = field(default_factory=list)
-    conversation: dict[str, Any] | None = None  # what encode_chat renders (None on errors)
+    # What encode_chat renders and counts (empty on errors): the conversation of a chat line, the
+    # two conversations (prompt + preferred, prompt + non-preferred) of a preference line.
+    conversations: list[dict[str, Any]] = field(default_factory=list)
     n_messages: int = 0
     has_system: bool = False
     has_user: bool = False
@@ -254,7 +253,7 @@ def check_chat(obj: dict[str, Any], n: int, tokens: re.Pattern[str] | None = Non
     _check_tools(obj, f"Example {n}", sink)
     result.problems = sink.problems
     if not sink.problems:
-        result.conversation = {"messages": obj["messages"], "tools": obj.get("tools")}
+        result.conversations = [{"messages": obj["messages"], "tools": obj.get("tools")}]
     return result
 
 
@@ -309,9 +308,8 @@ def check_preference(obj: dict[str, Any], n: int, tokens: re.Pattern[str] | None
     _output(obj, "non_preferred", n, sink, tokens)
     result.problems = sink.problems
     if not sink.problems and isinstance(inp, dict):
-        # Count input + preferred; only the preferred answer is trained on.
-        prompt = [{**m, "weight": 0} if m.get("role") == "assistant" else m for m in inp["messages"]]
-        result.conversation = {"messages": [*prompt, preferred], "tools": inp.get("tools")}
+        # Both answers after the shared prompt are trained on (DPO scores each), so both count.
+        result.conversations = list(preference_conversations(obj))
         result.n_messages += 1
         result.has_trained_assistant = preferred.get("weight", 1) != 0
     return result

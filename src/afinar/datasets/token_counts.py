@@ -6,7 +6,9 @@ the calling thread (``trained_spans_many``: Python, Jinja) and tokenized on one 
 thread (``tokenize_many``: the Rust tokenizer, which releases the GIL and spreads a batch over
 the cores), so the next batch is read, checked and rendered while this one is tokenized. At most
 two batches are held at any time. Token counts are exactly ``encode_chat``'s (the trainer's):
-the same rendering, the same tokenizer call, the same labelling (``encode_tokens``).
+the same rendering, the same tokenizer call, the same labelling (``encode_tokens``). A
+preference line is two conversations (prompt + preferred, prompt + non-preferred: both are scored
+in training, ``preference.py``); its counts are the sums over the two.
 
 Problems stay in file order: an example's problems (and any render error or truncation
 warning) are handed to ``emit`` only once its batch is done, batches in order.
@@ -40,7 +42,7 @@ class PendingExample:
     n: int  # line number
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
-    conversation: dict[str, Any] | None = None  # what to render and count (None: nothing)
+    conversations: list[dict[str, Any]] = field(default_factory=list)  # what to render and count
 
 
 class TokenTally:
@@ -53,25 +55,29 @@ class TokenTally:
         self.trained_per_example = Distribution()
         self.total = self.billable = self.trained = self.n_truncated = self.truncated = 0
 
-    def add(self, n: int, enc: EncodedExample, warnings: list[Problem]) -> None:
-        full = enc.n_tokens + enc.truncated_tokens
-        n_trained = enc.n_trained
+    def add(self, n: int, encs: Sequence[EncodedExample], warnings: list[Problem]) -> None:
+        """Count one example: its one encoded conversation, or a preference line's two."""
+        full = sum(e.n_tokens + e.truncated_tokens for e in encs)
+        n_trained = sum(e.n_trained for e in encs)
         self.per_example.add(full)
         self.trained_per_example.add(n_trained)
         self.total += full
-        self.billable += enc.n_tokens
+        self.billable += sum(e.n_tokens for e in encs)
         self.trained += n_trained
-        if enc.truncated_tokens:
+        truncated = [e for e in encs if e.truncated_tokens]
+        if truncated:
             self.n_truncated += 1
-            self.truncated += enc.truncated_tokens
+            self.truncated += sum(e.truncated_tokens for e in truncated)
+        for enc in truncated:
+            length = enc.n_tokens + enc.truncated_tokens
             warnings.append(
                 Problem(
                     n,
                     None,
                     "truncated",
-                    f"Example {n} has {full} tokens, more than the context length of {self.context_length}; "
-                    f"the last {enc.truncated_tokens} tokens will be cut"
-                    + ("." if n_trained else ", leaving no assistant tokens to train on."),
+                    f"Example {n} has {length} tokens, more than the context length of "
+                    f"{self.context_length}; the last {enc.truncated_tokens} tokens will be cut"
+                    + ("." if enc.n_trained else ", leaving no assistant tokens to train on."),
                 )
             )
 
@@ -102,7 +108,7 @@ def _render_error(p: PendingExample, exc: BaseException) -> Problem:
 @dataclass
 class _Batch:
     examples: list[PendingExample]
-    counted: list[tuple[PendingExample, tuple[str, Spans]]]
+    counted: list[tuple[PendingExample, list[tuple[str, Spans]]]]
     tokenized: Future[Sequence[Tokens]] | None
 
 
@@ -134,18 +140,20 @@ class TokenCounter:
 
     def submit(self, examples: list[PendingExample]) -> None:
         """Render this batch now, finish the previous one, and tokenize this one in the background."""
-        todo = [p for p in examples if p.conversation is not None]
-        rendered = trained_spans_many(self.tokenizer, [p.conversation for p in todo if p.conversation])
-        counted: list[tuple[PendingExample, tuple[str, Spans]]] = []
-        for p, result in zip(todo, rendered, strict=True):
-            if isinstance(result, Exception):  # a template that cannot render this conversation
-                p.errors.append(_render_error(p, result))
+        todo = [p for p in examples if p.conversations]
+        rendered = iter(trained_spans_many(self.tokenizer, [c for p in todo for c in p.conversations]))
+        counted: list[tuple[PendingExample, list[tuple[str, Spans]]]] = []
+        for p in todo:
+            results = [next(rendered) for _ in p.conversations]
+            failed = next((r for r in results if isinstance(r, Exception)), None)
+            if failed is not None:  # a template that cannot render this conversation
+                p.errors.append(_render_error(p, failed))
             else:
-                counted.append((p, result))
+                counted.append((p, [r for r in results if not isinstance(r, Exception)]))
         # The previous batch was tokenized while this one rendered; finish it before starting the
         # next tokenization, so that the tokenizer is never called from two threads at once.
         self._finish()
-        texts = [text for _, (text, _) in counted]
+        texts = [text for _, parts in counted for text, _ in parts]
         future = self._executor.submit(tokenize_many, self.tokenizer, texts) if texts else None
         self._inflight = _Batch(examples, counted, future)
 
@@ -159,14 +167,16 @@ class TokenCounter:
                 tokenized = batch.tokenized.result()
             except Exception:  # find the example the tokenizer refuses; count the others
                 tokenized, kept = [], []
-                for p, rendered in counted:
+                for p, parts in counted:
                     try:
-                        tokenized += tokenize_many(self.tokenizer, [rendered[0]])
-                        kept.append((p, rendered))
+                        tokenized += tokenize_many(self.tokenizer, [text for text, _ in parts])
+                        kept.append((p, parts))
                     except Exception as exc:
                         p.errors.append(_render_error(p, exc))
                 counted = kept
-            for (p, (_, spans)), tokens in zip(counted, tokenized, strict=True):
-                self.tally.add(p.n, encode_tokens(spans, tokens, self.tally.max_length), p.warnings)
+            tokens = iter(tokenized)
+            for p, parts in counted:
+                encs = [encode_tokens(spans, next(tokens), self.tally.max_length) for _, spans in parts]
+                self.tally.add(p.n, encs, p.warnings)
         for p in batch.examples:
             self.emit(p)

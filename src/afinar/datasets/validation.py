@@ -225,10 +225,10 @@ def _scan(
                 check_chat(obj, n, tokens_re) if expected == "chat" else check_preference(obj, n, tokens_re)
             )
             ex.errors.extend(checked.problems)
-            if checked.conversation is not None:
+            if checked.conversations:
                 _check_example(checked, obj, n, duplicates, ex.warnings)
                 n_messages.add(checked.n_messages)
-                ex.conversation = checked.conversation
+                ex.conversations = checked.conversations
                 pending_bytes += len(raw)
         if counter is None:
             emit(ex)

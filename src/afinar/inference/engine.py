@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from afinar.errors import AfinarError, InvalidRequest, RateLimited, ServerError
 from afinar.inference.batch import Batch, Job
-from afinar.inference.loader import LoadedBase, ModelStore, Vocab, is_full_model, path_key
+from afinar.inference.loader import ModelStore, Vocab, is_full_model, path_key
 from afinar.inference.types import (
     Choice,
     Delta,
@@ -46,9 +46,22 @@ from afinar.inference.types import (
 )
 
 if TYPE_CHECKING:
+    from afinar.inference.backends import EngineContext
     from afinar.inference.guide import Guide
 
 log = logging.getLogger(__name__)
+
+
+def build(context: EngineContext) -> HFEngine:
+    """The built-in backend (``inference/backends.py``), sized by the settings."""
+    settings = context.settings
+    engine = HFEngine(
+        adapter_cache_size=settings.adapter_cache_size,
+        max_queued_requests=settings.max_queued_requests,
+        max_batch_size=settings.max_batch_size,
+    )
+    engine.store.opener = context.opener
+    return engine
 
 
 def _serving_key(request: GenerationRequest) -> str:
@@ -227,7 +240,7 @@ class HFEngine:
             job.adapter = adapter
             try:
                 vocab = adapter.vocab if adapter is not None else base.vocab
-                prompt_ids, max_new = _prompt(request, vocab, base)
+                prompt_ids, max_new = prompt_ids_for(request, vocab, base.max_positions)
                 guide = _guide(request, vocab)
             except Exception as exc:
                 self.store.release(adapter)
@@ -283,8 +296,11 @@ class HFEngine:
             batch.rows.clear()
 
 
-def _prompt(request: GenerationRequest, vocab: Vocab, base: LoadedBase) -> tuple[list[int], int]:
-    """Token ids of the rendered prompt (training's template) and the number of tokens allowed."""
+def prompt_ids_for(request: GenerationRequest, vocab: Vocab, max_positions: int) -> tuple[list[int], int]:
+    """Token ids of the rendered prompt (training's template) and the number of tokens allowed.
+
+    Every backend renders prompts here, with the model's own tokenizer, so what is served is
+    what training saw. ``InvalidRequest`` (``context_length_exceeded``) when it does not fit."""
     from afinar.datasets.encoding import render_prompt
 
     try:
@@ -292,7 +308,7 @@ def _prompt(request: GenerationRequest, vocab: Vocab, base: LoadedBase) -> tuple
     except Exception as exc:  # jinja errors: roles that the template refuses, and the like
         raise InvalidRequest(f"The messages could not be rendered: {exc}", param="messages") from exc
     ids = list(vocab.tokenizer(text + request.response_prefix, add_special_tokens=False)["input_ids"])
-    context = request.context_length or base.max_positions
+    context = request.context_length or max_positions
     asked = request.params.max_tokens
     if len(ids) >= context or (asked is not None and len(ids) + asked > context):
         detail = (

@@ -1,10 +1,11 @@
 """A database-backed work queue: claim with a lease, heartbeat, fenced writes, release.
 
-One implementation serves every leased table (``_Leased``: fine-tuning jobs and standalone eval
-runs), each row carrying ``lease_owner``, ``lease_token`` and ``lease_expires_at``. A claim is a
-compare-and-set that increments ``lease_token``. Every later write of that worker names the token
-it got; when someone else has claimed the row since (the lease expired, or it was cancelled, which
-also bumps the token), the write finds no row and raises ``LeaseLost`` instead of committing.
+One implementation serves every leased table (``_Leased``: fine-tuning jobs, standalone eval
+runs, webhook deliveries through queue/webhooks.py), each row carrying ``lease_owner``,
+``lease_token`` and ``lease_expires_at``. A claim is a compare-and-set that increments
+``lease_token``. Every later write of that worker names the token it got; when someone else has
+claimed the row since (the lease expired, or it was cancelled, which also bumps the token), the
+write finds no row and raises ``LeaseLost`` instead of committing.
 
 Jobs: ``claim`` / ``fence`` / ``heartbeat`` / ``release`` / ``revoke`` (with ``Lease``). Eval runs:
 ``claim_run`` / ``take_run`` / ``fence_run`` / ``heartbeat_run`` / ``revoke_run`` (with
@@ -25,9 +26,9 @@ from afinar.domain.hardware import NF4
 from afinar.domain.jobs import JobStatus
 from afinar.errors import LeaseLost
 from afinar.store.db import Database, session_now
-from afinar.store.tables import EvalRun, Job, Organization
+from afinar.store.tables import EvalRun, Job, Organization, WebhookDelivery
 
-_Row = TypeVar("_Row", Job, EvalRun)
+_Row = TypeVar("_Row", Job, EvalRun, WebhookDelivery)
 
 
 class _Leased(Generic[_Row]):
@@ -122,6 +123,7 @@ class _Vetoed(Exception):
 
 _JOBS = _Leased(Job, "")
 _RUNS = _Leased(EvalRun, "eval run ")
+DELIVERIES = _Leased(WebhookDelivery, "webhook delivery ")  # queue/webhooks.py
 
 
 # --- fine-tuning jobs ------------------------------------------------------------------------------

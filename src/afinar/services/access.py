@@ -17,7 +17,7 @@ ADMIN_PREFIX = "/v1/organization"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # POST routes that change nothing stored: a reader may call them.
 READER_POSTS = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/moderations", "/v1/afinar/estimates"}
+    {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/moderations", "/v1/afinar/estimates"}
 )
 
 

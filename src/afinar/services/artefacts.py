@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 # What a terminal job never needs again: resume state (optimizer moments, step counters).
 RESUME_ONLY = frozenset({"optimizer.pt", "state.json"})
+JOBS_DIR_NAME = "jobs"  # Settings.jobs_dir is <data_dir>/jobs on every node
+JOB_ID_PREFIX = "ftjob-"
 
 
 def _safe_name(name: str) -> PurePosixPath:
@@ -50,10 +52,18 @@ class ArtefactsService:
     # -- naming -------------------------------------------------------------------------------
 
     def _relative(self, directory: Path) -> Path | None:
+        """``<job id>/...`` of a directory a training child wrote, here or on another node: each
+        node has its own data directory, so a path recorded by a worker elsewhere is recognised by
+        its ``jobs/<ftjob-...>`` part (docs/deploy.md, "No shared disk")."""
         try:
             return Path(directory).resolve().relative_to(self.settings.jobs_dir.resolve())
         except ValueError:
-            return None  # not written by a job of this data directory
+            pass
+        parts = Path(directory).parts
+        for i in range(len(parts) - 1, 0, -1):
+            if parts[i - 1] == JOBS_DIR_NAME and parts[i].startswith(JOB_ID_PREFIX):
+                return Path(*parts[i:])
+        return None  # not written by a training job
 
     def blob_key(self, org_id: str, directory: Path) -> str:
         rel = self._relative(directory)
@@ -74,10 +84,13 @@ class ArtefactsService:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def seal(self, org_id: str, directory: Path, skip: frozenset[str] = RESUME_ONLY) -> str:
-        """Store ``directory`` as one encrypted tar (files only, minus ``skip``); its blob key."""
+    def seal(
+        self, org_id: str, directory: Path, skip: frozenset[str] = RESUME_ONLY, key: str | None = None
+    ) -> str:
+        """Store ``directory`` as one encrypted tar (files only, minus ``skip``) under ``key`` (by
+        default the directory's published key); the blob key."""
         directory = Path(directory)
-        key = self.blob_key(org_id, directory)
+        key = key or self.blob_key(org_id, directory)
         with (
             self.sealed.writer(org_id, key) as out,
             tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
@@ -112,6 +125,10 @@ class ArtefactsService:
         key = self.blob_key(org_id, directory)
         if not self.sealed.exists(key):
             raise NotFound(f"adapter not found at {directory}", code="model_not_found")
+        yield from self.sealed_members(org_id, key)
+
+    def sealed_members(self, org_id: str, key: str) -> Iterator[tuple[str, int, IO[bytes]]]:
+        """(relative name, size, plaintext stream) of every file of the sealed tar ``key``."""
         with self.sealed.open(org_id, key) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
             for info in tar:
                 if not info.isfile():
@@ -143,9 +160,30 @@ class ArtefactsService:
             return
         org = org_id or self._org_of(directory)
         with self.scratch.directory(memory=True) as tmp:
-            for name, _size, stream in self.members(org, directory):
-                target = tmp / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with target.open("wb") as out:
-                    shutil.copyfileobj(stream, out, 1024 * 1024)
+            _write_members(self.members(org, directory), tmp)
             yield tmp
+
+    def unpack(self, org_id: str, key: str, target: Path) -> Path:
+        """Decrypt the sealed tar ``key`` into the directory ``target`` (a worker's job directory),
+        which appears complete or not at all."""
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.unpack")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            _write_members(self.sealed_members(org_id, key), tmp)
+            shutil.rmtree(target, ignore_errors=True)
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+
+def _write_members(members: Iterator[tuple[str, int, IO[bytes]]], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, _size, stream in members:
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            shutil.copyfileobj(stream, out, 1024 * 1024)

@@ -6,7 +6,8 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
-from afinar.blobs.local import LocalBlobStore
+from afinar.blobs.factory import open_blob_store
+from afinar.blobs.local import BlobStore
 from afinar.blobs.scratch import Scratch
 from afinar.catalog.registry import Catalog
 from afinar.clock import Clock, system_clock
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from afinar.services.publication import Publisher
     from afinar.services.readiness import ReadinessService
     from afinar.services.reports import ReportsService
+    from afinar.services.responses import ResponsesService
     from afinar.services.retention import RetentionService
     from afinar.services.safety_gate import SafetyGate
     from afinar.services.screening import FileScreening
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
     from afinar.services.usage_reports import UsageReports
     from afinar.services.users import UsersService
     from afinar.services.validation import ValidationStep
+    from afinar.services.webhook_delivery import WebhookDeliverer
+    from afinar.services.webhooks import WebhooksService
     from afinar.services.workers import WorkersService
     from afinar.store.shared_state import SharedState
 
@@ -80,11 +84,12 @@ class Container:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.resolved_database_url(), clock)
         self._seal_columns()
-        self.blobs = LocalBlobStore(settings.blobs_dir)  # ciphertext only: customer data goes via ``sealed``
+        # Ciphertext only (customer data goes via ``sealed``): a local directory or S3 (AFINAR_BLOB_URL).
+        self.blobs: BlobStore = open_blob_store(settings.blob_url, settings.blobs_dir)
         self.scratch = Scratch(settings.scratch_dir)
         self.scratch.sweep()  # plaintext left by a crashed process
         self.catalog = Catalog.load(settings.catalog_file)
-        self._engine: InferenceEngine | None = engine  # None: the built-in HFEngine, on first use
+        self._engine: InferenceEngine | None = engine  # None: the configured backend, on first use
         self._engine_lock = threading.Lock()
         self._build_lock = threading.RLock()  # services build each other: reentrant
 
@@ -277,6 +282,20 @@ class Container:
         return CheckpointPermissionsService(db=self.db, projects=self.projects)
 
     @built_once
+    def webhook_deliverer(self) -> WebhookDeliverer:
+        """Signs and sends one webhook attempt and logs it (the dispatcher's and the test call's)."""
+        from afinar.services.webhook_delivery import WebhookDeliverer, WebhookSender
+
+        return WebhookDeliverer(db=self.db, sender=WebhookSender())
+
+    @built_once
+    def webhooks(self) -> WebhooksService:
+        """Webhook endpoints of a project and their delivery log."""
+        from afinar.services.webhooks import WebhooksService
+
+        return WebhooksService(db=self.db, deliverer=self.webhook_deliverer)
+
+    @built_once
     def service_accounts(self) -> ServiceAccountsService:
         from afinar.services.service_accounts import ServiceAccountsService
 
@@ -406,23 +425,25 @@ class Container:
             db=self.db,
         )
 
+    @built_once
+    def responses(self) -> ResponsesService:
+        """The Responses API, translated onto chat completions; stored responses."""
+        from afinar.services.responses import ResponsesService
+
+        return ResponsesService(db=self.db, chat=self.chat)
+
     @property
     def engine(self) -> InferenceEngine:
         """The inference engine, created on first use so the API tier starts without torch.
 
-        An engine given to the constructor is used as it is; the built-in one reads adapters
-        through ``artefacts.open_dir`` (they are encrypted at rest)."""
+        An engine given to the constructor is used as it is; otherwise the backend the settings
+        select (``inference/backends.py``), which reads adapters through ``artefacts.open_dir``
+        (they are encrypted at rest)."""
         with self._engine_lock:
             if self._engine is None:
-                from afinar.inference.engine import HFEngine
+                from afinar.inference.backends import build_engine
 
-                engine = HFEngine(
-                    adapter_cache_size=self.settings.adapter_cache_size,
-                    max_queued_requests=self.settings.max_queued_requests,
-                    max_batch_size=self.settings.max_batch_size,
-                )
-                engine.store.opener = self.artefacts.open_dir
-                self._engine = engine
+                self._engine = build_engine(self.settings, opener=self.artefacts.open_dir)
             return self._engine
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from afinar.blobs.local import LocalBlobStore
+from afinar.blobs.local import BlobStore
 from afinar.crypto.keys import KeyRing
 from afinar.domain.jobs import TERMINAL, JobStatus
 from afinar.errors import NotFound
@@ -72,7 +72,7 @@ class ErasureService:
         *,
         db: Database,
         keys: KeyRing,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         jobs_dir: Path,
         loaded_engine: Callable[[], InferenceEngine | None],
     ) -> None:

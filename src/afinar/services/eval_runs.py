@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from afinar.domain import eval_results as results
 from afinar.domain.evals import CANCELED, FINISHED, IN_PROGRESS, QUEUED, DataSource, NewRun, Row
+from afinar.domain.webhooks import RUN_CANCELED
 from afinar.errors import InvalidRequest, NotFound
 from afinar.queue.leases import revoke_run
 from afinar.services import eval_checks as checks
 from afinar.services.evals import check_model, eval_not_found, item_schema
 from afinar.store import evals as repo
 from afinar.store import files as files_repo
+from afinar.store import webhooks as outbox
 from afinar.store.pagination import Page
 from afinar.store.tables import Eval, EvalRun
 
@@ -182,6 +184,7 @@ class EvalRunsService:
             run.status = CANCELED
             run.finished_at = int(self.db.now())
             revoke_run(run)
+            outbox.emit_run(s, RUN_CANCELED, run)
         return run
 
     def delete_run(self, org_id: str, eid: str, rid: str) -> str:

@@ -17,7 +17,7 @@ from afinar.store.pagination import Page
 from afinar.store.tables import File
 
 if TYPE_CHECKING:
-    from afinar.blobs.local import LocalBlobStore
+    from afinar.blobs.local import BlobStore
     from afinar.blobs.sealed import SealedBlobs
     from afinar.config import Settings
     from afinar.store.db import Database
@@ -33,7 +33,7 @@ class FilesService:
     """Files of an organisation; ``sealed`` encrypts and decrypts, ``blobs`` (ciphertext) deletes."""
 
     def __init__(
-        self, *, db: Database, sealed: SealedBlobs, blobs: LocalBlobStore, settings: Settings
+        self, *, db: Database, sealed: SealedBlobs, blobs: BlobStore, settings: Settings
     ) -> None:
         self.db = db
         self.sealed = sealed

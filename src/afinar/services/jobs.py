@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from afinar import ids
 from afinar.domain.jobs import JobSpec, JobStatus, can_cancel, can_pause, can_resume
+from afinar.domain.webhooks import JOB_CANCELLED
 from afinar.errors import InvalidRequest, NotFound
 from afinar.queue.leases import revoke
 from afinar.services import audit
 from afinar.store import files as files_repo
 from afinar.store import jobs as repo
+from afinar.store import webhooks as outbox
 from afinar.store.pagination import Page
 from afinar.store.tables import Checkpoint, EvalGate, Job, JobEvent
 
@@ -191,6 +193,7 @@ class JobsService:
             job.estimated_finish = None
             revoke(s, job)  # a worker training it loses its lease and stops the child
             repo.add_event(s, job, "Fine-tuning job cancelled")
+            outbox.emit(s, JOB_CANCELLED, job)  # the webhook event commits with the cancellation
         audit.record(self.db, audit.JOB_CANCELLED, org_id, job_id, project_id=job.project_id)
         return job
 

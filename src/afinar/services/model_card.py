@@ -66,6 +66,7 @@ def build_card(
             },
             "quantization": job.quantization or "none",
             "processes": (training or {}).get("processes", 1),
+            "compiled": bool((training or {}).get("compiled", False)),
         },
         "created_at": created_at,
     }

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from afinar.domain.jobs import JobStatus
+from afinar.domain.webhooks import JOB_SUCCEEDED
 from afinar.services.model_card import build_card, write_card
 from afinar.services.results import results_csv
 from afinar.store import jobs as repo
+from afinar.store import webhooks as outbox
 from afinar.store.tables import FineTunedModel
 
 if TYPE_CHECKING:
@@ -111,6 +113,7 @@ class Publisher:
             j.current_step = trained.step
             repo.add_event(s, j, f"New fine-tuned model created: {j.model_name}")
             repo.add_event(s, j, "The job has successfully completed")
+            outbox.emit(s, JOB_SUCCEEDED, j)  # the webhook event commits with the success
             release(s)
 
         try:

@@ -1,7 +1,7 @@
 """Readiness (``GET /ready``): can this node serve traffic now?
 
 It checks the database (one trivial read, ``store/probe.ping``) and the blob store (a small probe
-object written, read back and deleted under a reserved prefix, ``LocalBlobStore.probe``), each
+object written, read back and deleted under a reserved prefix, ``BlobStore.probe``), each
 on its own thread with a short timeout, so a hung database or disk answers "not ready" instead
 of hanging the probe. It also says whether the ML stack is imported (``afinar serve`` holds every
 request but ``/health`` and ``/ready`` until it is). Reasons are short and carry no secret: an

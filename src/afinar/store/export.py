@@ -31,6 +31,7 @@ from afinar.store.tables import (
     ProjectMember,
     ServiceAccount,
     SpendLimit,
+    StoredResponse,
     TrainingProgress,
     UsageRecord,
 )
@@ -63,6 +64,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("eval_runs", EvalRun, LEASE),
     Kind("eval_output_items", EvalOutputItem),
     Kind("eval_gates", EvalGate),
+    Kind("responses", StoredResponse),
     Kind("audit_logs", AuditLog),
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Text, cast, delete, or_, select
 from sqlalchemy.orm import Session
 
 from afinar import ids
@@ -32,15 +32,12 @@ def list_page(
 ) -> Page[Job]:
     stmt = select(Job).where(Job.org_id == org_id)
     if no_metadata:
-        stmt = stmt.where(Job.job_metadata.is_(None))
-    if not metadata:
-        return paginate(s, stmt, Job, after=after, limit=limit, desc=True)
-    # JSON filtering differs between SQLite and PostgreSQL; filter in Python over the org's jobs.
-    rows = [j for j in s.scalars(stmt.order_by(Job.seq.desc())) if _matches(j.job_metadata, metadata)]
-    if after:
-        idx = next((i for i, j in enumerate(rows) if j.id == after), None)
-        rows = rows[idx + 1 :] if idx is not None else rows
-    return Page(items=rows[:limit], has_more=len(rows) > limit)
+        # A JSON column stores Python's None as the JSON ``null`` (SQL NULL only in older rows).
+        stmt = stmt.where(or_(Job.job_metadata.is_(None), cast(Job.job_metadata, Text) == "null"))
+    # JSON paths differ between SQLite and PostgreSQL (and SQLite's cannot quote every key OpenAI
+    # allows): the metadata pairs are matched in Python as the page is read.
+    keep = (lambda j: _matches(j.job_metadata, metadata)) if metadata else None
+    return paginate(s, stmt, Job, after=after, limit=limit, desc=True, keep=keep)
 
 
 def _matches(meta: dict[str, Any] | None, wanted: dict[str, str]) -> bool:

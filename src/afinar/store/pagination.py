@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -18,12 +20,26 @@ class Page(Generic[T]):
 
 
 def paginate(
-    s: Session, stmt: Select[Any], model: Any, *, after: str | None, limit: int, desc: bool
+    s: Session,
+    stmt: Select[Any],
+    model: Any,
+    *,
+    after: str | None,
+    limit: int,
+    desc: bool,
+    keep: Callable[[Any], bool] | None = None,
 ) -> Page[Any]:
+    """One page of ``stmt``'s rows after ``after``. ``keep``, when given, is a filter SQL cannot say
+    portably (e.g. on JSON values): rows are then read in order and kept until the page is full, so
+    ``after`` may name any row, kept or not."""
     if after:
         anchor = s.scalar(select(model.seq).where(model.id == after))
         if anchor is not None:
             stmt = stmt.where(model.seq < anchor if desc else model.seq > anchor)
-    stmt = stmt.order_by(model.seq.desc() if desc else model.seq.asc()).limit(limit + 1)
-    rows = list(s.scalars(stmt))
+    stmt = stmt.order_by(model.seq.desc() if desc else model.seq.asc())
+    if keep is None:
+        rows = list(s.scalars(stmt.limit(limit + 1)))
+    else:
+        kept = (row for row in s.scalars(stmt.execution_options(yield_per=500)) if keep(row))
+        rows = list(itertools.islice(kept, limit + 1))
     return Page(items=rows[:limit], has_more=len(rows) > limit)

@@ -22,7 +22,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from afinar.crypto import values
 from afinar.store.db import Database
-from afinar.store.tables import EvalGate, EvalOutputItem, EvalRun, IdempotencyKey
+from afinar.store.tables import (
+    EvalGate,
+    EvalOutputItem,
+    EvalRun,
+    IdempotencyKey,
+    StoredResponse,
+    WebhookEndpoint,
+)
 
 INFO = "afinar.sealer"
 RESTORE = "afinar.sealed.restore"
@@ -33,6 +40,9 @@ SEALED: dict[type, dict[str, tuple[str, ...]]] = {
     EvalOutputItem: {"datasource_item": (), "sample": (), "results": ()},
     EvalGate: {"spec": ("data_source", "source", "content")},
     IdempotencyKey: {"response": ()},  # a create request's first answer (api/idempotency.py)
+    # a stored response of the Responses API (services/responses.py): everything but ids and counts
+    StoredResponse: {"settings": (), "input_items": (), "context_items": (), "output": ()},
+    WebhookEndpoint: {"secrets": ()},  # webhook signing secrets (services/webhooks.py)
 }
 
 

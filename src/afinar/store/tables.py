@@ -515,3 +515,105 @@ class CheckpointPermission(Base):
     project_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(Integer)
     __table_args__ = (Index("ix_checkpoint_permissions_org_checkpoint", "org_id", "checkpoint"),)
+
+
+# --- Responses API (migration 0015_responses) ------------------------------------------------------
+
+
+class StoredResponse(Base):
+    """A response of ``POST /v1/responses`` made with ``store`` true (``resp_`` id; services/responses.py).
+
+    ``settings``, ``input_items``, ``context_items`` and ``output`` are customer content, sealed with
+    the organisation's data key (store/sealed_columns.py); ``usage`` holds token counts only."""
+
+    __tablename__ = "responses"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model: Mapped[str] = mapped_column(String(600))
+    status: Mapped[str] = mapped_column(String(32))  # completed | incomplete
+    incomplete_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    previous_response_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    completed_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)  # the request's echoed fields
+    input_items: Mapped[list[Any]] = mapped_column(JSON)  # this request's input, as items with ids
+    context_items: Mapped[list[Any]] = mapped_column(JSON)  # the conversation before them
+    output: Mapped[list[Any]] = mapped_column(JSON)
+    usage: Mapped[dict[str, Any]] = mapped_column(JSON)  # input_tokens, output_tokens
+
+
+# --- Webhooks (migration 0016_webhooks; store/webhooks.py, docs/api.md "Webhooks") ------------------
+
+
+class WebhookEndpoint(Base):
+    """A project's webhook endpoint. ``secrets`` (sealed with the org's data key) holds the signing
+    secret, and the previous one while it stays valid after a rotation: ``[{"secret", "expires_at"}]``."""
+
+    __tablename__ = "webhook_endpoints"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(256))
+    url: Mapped[str] = mapped_column(String(2048))
+    event_types: Mapped[list[Any]] = mapped_column(JSON)
+    secrets: Mapped[list[Any]] = mapped_column(JSON)
+    secret_hint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (Index("ix_webhook_endpoints_org_project", "org_id", "project_id"),)
+
+
+class WebhookEvent(Base):
+    """One event (``evt_``), written in the transaction of the state change it reports; ``payload``
+    is the JSON body every delivery of it sends."""
+
+    __tablename__ = "webhook_events"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[int] = mapped_column(Integer)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one endpoint, until delivered or given up. Its ``id`` is the
+    ``webhook-id`` header of every attempt. The dispatcher claims due rows with a lease
+    (queue/webhooks.py)."""
+
+    __tablename__ = "webhook_deliveries"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    endpoint_id: Mapped[str] = mapped_column(String(64), index=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery: the receiver's status code, or why there was none (timeout, refused)."""
+
+    __tablename__ = "webhook_attempts"
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str] = mapped_column(String(64), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(Integer)

@@ -1,4 +1,5 @@
-"""Training data: read chat JSONL, encode it with the base model's template, cut deterministic batches.
+"""Training data: read chat (or preference) JSONL, encode it with the base model's template, cut
+deterministic batches.
 
 The order of an epoch depends only on (seed, epoch), so a resumed run sees exactly the batches an
 uninterrupted run would have seen.
@@ -11,13 +12,14 @@ import io
 import json
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import torch
 
 from afinar.datasets.encoding import IGNORE_INDEX, EncodedExample, encode_chat
+from afinar.datasets.preference import preference_conversations
 
 Layout = Literal["varlen", "padded"]
 
@@ -49,9 +51,14 @@ def open_text(path: str | Path, data_key: bytes | None = None, blob_key: str | N
 
 
 def read_jsonl(
-    path: str | Path, name: str, data_key: bytes | None = None, blob_key: str | None = None
+    path: str | Path,
+    name: str,
+    data_key: bytes | None = None,
+    blob_key: str | None = None,
+    *,
+    preference: bool = False,
 ) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line."""
+    """(line number, object) for every non-blank line: chat lines, or preference lines."""
     rows: list[tuple[int, dict[str, Any]]] = []
     with open_text(path, data_key, blob_key) as fh:
         for number, line in enumerate(fh, start=1):
@@ -61,7 +68,9 @@ def read_jsonl(
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{name} line {number}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
+            if preference and not (isinstance(row, dict) and isinstance(row.get("input"), dict)):
+                raise DataError(f"{name} line {number}: expected a preference object with an 'input'")
+            if not preference and not (isinstance(row, dict) and isinstance(row.get("messages"), list)):
                 raise DataError(f"{name} line {number}: expected an object with a 'messages' list")
             rows.append((number, row))
     if not rows:
@@ -84,6 +93,44 @@ def encode_file(
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{name} line {number}: cannot be encoded ({exc})") from exc
     return examples
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One preference line encoded as its two scored conversations (``datasets/preference.py``),
+    with the reference model's log-probability of each answer once ``dpo.with_reference`` has
+    computed them. ``n_tokens`` is what the pair bills: both sequences, as validation counts them."""
+
+    chosen: EncodedExample
+    rejected: EncodedExample
+    ref_chosen: float = 0.0
+    ref_rejected: float = 0.0
+
+    @property
+    def n_tokens(self) -> int:
+        return self.chosen.n_tokens + self.rejected.n_tokens
+
+    def with_reference(self, chosen: float, rejected: float) -> PreferencePair:
+        return replace(self, ref_chosen=chosen, ref_rejected=rejected)
+
+
+def encode_preference_file(
+    tokenizer: Any,
+    path: str | Path,
+    max_length: int,
+    name: str,
+    data_key: bytes | None = None,
+    blob_key: str | None = None,
+) -> list[PreferencePair]:
+    """Every preference line of the file as a pair (no reference log-probabilities yet)."""
+    pairs: list[PreferencePair] = []
+    for number, row in read_jsonl(path, name, data_key, blob_key, preference=True):
+        try:
+            chosen, rejected = (encode_chat(tokenizer, c, max_length) for c in preference_conversations(row))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise DataError(f"{name} line {number}: cannot be encoded ({exc})") from exc
+        pairs.append(PreferencePair(chosen, rejected))
+    return pairs
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> list[int]:

@@ -27,11 +27,14 @@ from afinar.training.data import (
     collate,
     derive_seed,
     encode_file,
+    encode_preference_file,
     epoch_batches,
     epoch_order,
     steps_per_epoch,
 )
 from afinar.training.distributed import SINGLE, Group, pause_requested
+from afinar.training.dpo import dpo_evaluate, dpo_step, dpo_step_parallel, sequence_lengths, with_reference
+from afinar.training.fast import apply_compile
 from afinar.training.flops import StepMeter
 from afinar.training.model import TrainModel, build_model, label_scores, load_tokenizer, pad_token_id
 from afinar.training.placement import resolve_placement
@@ -151,8 +154,10 @@ def train_step_parallel(
 
 
 def _check_resume(spec: TrainSpec, state: dict[str, Any], n_examples: int) -> None:
+    state = {"objective": "supervised", **state}  # checkpoints written before DPO existed
     expected = {
         "method": spec.method,
+        "objective": spec.objective,
         "seed": spec.seed,
         "batch_size": spec.batch_size,
         "n_examples": n_examples,
@@ -198,11 +203,11 @@ def run_training(
     pad_id = pad_token_id(tokenizer)
     train_key = data_key if spec.train_blob_key else None
     valid_key = data_key if spec.valid_blob_key else None
-    train = encode_file(
-        tokenizer, spec.train_file, spec.max_length, "train_file", train_key, spec.train_blob_key
-    )
+    dpo = spec.objective == "dpo"  # items are PreferencePairs (data.py), else EncodedExamples
+    encode: Callable[..., list[Any]] = encode_preference_file if dpo else encode_file
+    train = encode(tokenizer, spec.train_file, spec.max_length, "train_file", train_key, spec.train_blob_key)
     valid = (
-        encode_file(tokenizer, spec.valid_file, spec.max_length, "valid_file", valid_key, spec.valid_blob_key)
+        encode(tokenizer, spec.valid_file, spec.max_length, "valid_file", valid_key, spec.valid_blob_key)
         if spec.valid_file
         else []
     )
@@ -221,6 +226,7 @@ def run_training(
 
     placement.reset_peak_memory()
     tm = build_model(spec, resume_dir, placement, largest_batch_tokens(train, spec))
+    apply_compile(tm, spec, tokens_per_epoch * spec.n_epochs - run.trained_tokens)
     optimizer = torch.optim.AdamW(
         tm.params, lr=spec.learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
     )
@@ -230,6 +236,9 @@ def run_training(
             param_group["lr"] = spec.learning_rate
     if parallel:
         group.broadcast_params(tm.params)
+    if dpo:  # the frozen reference's log-probabilities, once per run (dpo.py)
+        train = with_reference(tm, train, spec.batch_size, pad_id)
+        valid = with_reference(tm, valid, spec.batch_size, pad_id)
 
     def save_checkpoint() -> Path:
         path = ckpt.checkpoint_dir(spec.checkpoints_dir, run.step)
@@ -239,6 +248,7 @@ def run_training(
             "trained_tokens": run.trained_tokens,
             "metrics": run.metrics,
             "method": spec.method,
+            "objective": spec.objective,
             "seed": spec.seed,
             "batch_size": spec.batch_size,
             "n_examples": len(train),
@@ -261,6 +271,7 @@ def run_training(
             "device": placement.name,
             "precision": placement.precision,
             "gradient_checkpointing": tm.gradient_checkpointing,
+            **({"compiled": True} if tm.compiled else {}),
             **({"quantization": spec.quantization} if spec.quantization != "none" else {}),
             **({"processes": group.world} if parallel else {}),
         }
@@ -278,12 +289,21 @@ def run_training(
         chosen = [train[i] for i in orders[epoch0][index]]
         torch.manual_seed(derive_seed(spec.seed, "step", step))
         meter.start()  # the step alone: evaluation and checkpoints are not timed
-        scores = (
-            train_step_parallel(tm, optimizer, chosen, pad_id, group)
-            if parallel
-            else train_step(tm, optimizer, chosen, pad_id)
-        )
-        throughput = meter.stop([e.n_tokens for e in chosen])
+        extra: dict[str, float | None] = {}  # DPO's own metrics (dpo.PreferenceScores.fields)
+        if dpo:
+            pref = (
+                dpo_step_parallel(tm, optimizer, chosen, pad_id, spec.beta, GRAD_CLIP, group)
+                if parallel
+                else dpo_step(tm, optimizer, chosen, pad_id, spec.beta, GRAD_CLIP)
+            )
+            scores, extra = Scores(pref.loss, None), pref.fields()
+        else:
+            scores = (
+                train_step_parallel(tm, optimizer, chosen, pad_id, group)
+                if parallel
+                else train_step(tm, optimizer, chosen, pad_id)
+            )
+        throughput = meter.stop(sequence_lengths(chosen) if dpo else [e.n_tokens for e in chosen])
         run.step = step
         run.trained_tokens += sum(e.n_tokens for e in chosen)
 
@@ -291,12 +311,19 @@ def run_training(
             spec.checkpoint_every_steps > 0 and step % spec.checkpoint_every_steps == 0
         )
         eval_due = bool(valid) and (step % every_eval == 0 or step == total or checkpoint_due)
-        v = evaluate(tm, valid, spec.batch_size, pad_id, group) if eval_due else Scores(None, None)
+        v = Scores(None, None)
+        if eval_due and not dpo:
+            v = evaluate(tm, valid, spec.batch_size, pad_id, group)
+        elif eval_due:
+            pv = dpo_evaluate(tm, valid, spec.batch_size, pad_id, spec.beta, group)
+            v = Scores(pv.loss, None)
+            extra |= pv.fields("valid_") | (pv.fields("full_valid_") if step == total else {})
         # The last step reports the full validation loss, as OpenAI's does: ``evaluate`` scores every
         # example of the validation file (never a sample), so the last step's scores are that.
         full = v if step == total else Scores(None, None)
-        run.metrics = metrics_record(
-            step, scores.loss, scores.accuracy, v.loss, v.accuracy, full.loss, full.accuracy
+        run.metrics = (
+            metrics_record(step, scores.loss, scores.accuracy, v.loss, v.accuracy, full.loss, full.accuracy)
+            | extra
         )
         emit(
             {
@@ -311,6 +338,7 @@ def run_training(
                 "full_valid_loss": full.loss,
                 "full_valid_accuracy": full.accuracy,
                 "trained_tokens": run.trained_tokens,
+                **extra,
                 **throughput,  # step_seconds, tokens_per_second, mfu, device_kind (training/flops.py)
             }
         )

@@ -78,7 +78,8 @@ def register_varlen_attention() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-    AttentionInterface.register(VARLEN_ATTENTION, _varlen_sdpa)
+    # Eager even inside a compiled layer (``fast.py``): the per-sequence split reads cu_seq_lens' values.
+    AttentionInterface.register(VARLEN_ATTENTION, torch.compiler.disable(_varlen_sdpa))
     ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN_ATTENTION, _no_mask)
     _registered = True
 
@@ -142,6 +143,7 @@ class TrainModel:
     layout: Layout
     placement: Placement = CPU_FP32
     gradient_checkpointing: bool = False
+    compiled: bool = False  # decoder layers compiled by torch.compile (``fast.py``)
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
@@ -241,8 +243,10 @@ def varlen_is_exact(backbone: torch.nn.Module, vocab_size: int) -> bool:
         backbone.train(was_training)
 
 
-def label_scores(tm: TrainModel, batch: Batch) -> tuple[torch.Tensor, int, int]:
-    """(sum of cross-entropy over label positions, correct argmax predictions, label positions)."""
+def label_logits(tm: TrainModel, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(fp32 logits at the label positions [n, vocab], their gold ids [n], their flat positions in
+    ``batch.targets`` [n]); the LM head runs on those positions only. Shared by the supervised loss
+    and DPO's sequence log-probabilities (``dpo.py``)."""
     inputs, targets = batch.inputs, batch.targets.reshape(-1)
     if tm.placement.device.type != "cpu":
         dev = tm.placement.device
@@ -251,13 +255,18 @@ def label_scores(tm: TrainModel, batch: Batch) -> tuple[torch.Tensor, int, int]:
     with tm.placement.autocast():
         hidden = tm.backbone(**inputs, use_cache=False).last_hidden_state
         keep = (targets != IGNORE_INDEX).nonzero().squeeze(1)
-        if keep.numel() == 0:
-            return hidden.sum().float() * 0.0, 0, 0
         picked = hidden.reshape(-1, hidden.size(-1)).index_select(0, keep)
         logits = tm.head(picked).float()
     if tm.softcap:
         logits = torch.tanh(logits / tm.softcap) * tm.softcap
-    gold = targets.index_select(0, keep)
+    return logits, targets.index_select(0, keep), keep
+
+
+def label_scores(tm: TrainModel, batch: Batch) -> tuple[torch.Tensor, int, int]:
+    """(sum of cross-entropy over label positions, correct argmax predictions, label positions)."""
+    logits, gold, keep = label_logits(tm, batch)
+    if keep.numel() == 0:
+        return logits.sum() * 0.0, 0, 0
     loss_sum = F.cross_entropy(logits, gold, reduction="sum")
     correct = int((logits.detach().argmax(dim=-1) == gold).sum().item())
     return loss_sum, correct, int(keep.numel())

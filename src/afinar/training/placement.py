@@ -121,12 +121,16 @@ def resolve_placement(device: DeviceChoice, precision: PrecisionChoice) -> Place
     return Placement(torch.device("cpu"), "cpu", "bf16" if precision == "bf16" else "fp32")
 
 
-def _lora_forward_fp32(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+def _lora_forward_fp32(
+    layer: Any, x: torch.Tensor, *args: Any, _base_dtype_out: bool = False, **kwargs: Any
+) -> torch.Tensor:
     """A peft LoRA ``Linear`` whose frozen base runs as it is (bf16 under autocast) and whose LoRA
-    branch runs, and is added to the base output, in fp32."""
+    branch runs, and is added to the base output, in fp32. The sum goes on in fp32, or, with
+    ``_base_dtype_out`` (compiled layers, ``fast.py``), in the base output's dtype."""
     result: torch.Tensor = layer.base_layer(x, *args, **kwargs)
     if layer.disable_adapters or layer.merged:
         return result
+    base_dtype = result.dtype
     with torch.autocast(x.device.type, enabled=False):
         x32 = x.float()
         for name in layer.active_adapters:
@@ -134,12 +138,26 @@ def _lora_forward_fp32(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -
                 continue
             delta = layer.lora_B[name](layer.lora_A[name](layer.lora_dropout[name](x32)))
             result = result.float() + delta * layer.scaling[name]
-    return result
+    return result.to(base_dtype) if _base_dtype_out else result
 
 
-def keep_lora_in_fp32(model: torch.nn.Module) -> int:
-    """Trainable parameters to fp32, and every LoRA ``Linear``'s branch computed and added in fp32;
-    returns how many layers were changed."""
+@functools.cache
+def _fp32_lora_class(lora_class: type, base_dtype_out: bool) -> type:
+    """A subclass of peft's LoRA ``Linear`` whose forward is ``_lora_forward_fp32``. Swapping the class
+    (not a forward per instance) gives every layer the same forward, so torch.compile guards on the
+    type once instead of compiling again for each layer (``fast.py``)."""
+
+    def forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return _lora_forward_fp32(self, x, *args, _base_dtype_out=base_dtype_out, **kwargs)
+
+    name = ("Fp32SumBase" if base_dtype_out else "Fp32Sum") + lora_class.__name__
+    return type(name, (lora_class,), {"forward": forward, "_afinar_lora_class": lora_class})
+
+
+def keep_lora_in_fp32(model: torch.nn.Module, *, base_dtype_out: bool = False) -> int:
+    """Trainable parameters to fp32, and every LoRA ``Linear``'s branch computed and added in fp32
+    (the sum handed on in the base output's dtype with ``base_dtype_out``); returns how many layers
+    were changed."""
     from peft.tuners.lora.layer import Linear as LoraLinear
 
     for p in model.parameters():
@@ -148,7 +166,8 @@ def keep_lora_in_fp32(model: torch.nn.Module) -> int:
     patched = 0
     for module in model.modules():
         if isinstance(module, LoraLinear):
-            module.forward = functools.partial(_lora_forward_fp32, module)  # type: ignore[method-assign]
+            lora_class = getattr(type(module), "_afinar_lora_class", type(module))
+            module.__class__ = _fp32_lora_class(lora_class, base_dtype_out)
             patched += 1
     return patched
 

@@ -3,11 +3,15 @@
 Events (steps are 1-based: step i means i optimizer steps are done; epochs are 1-based too):
 
 - ``started``    total_steps, steps_per_epoch, start_step, n_examples, tokens_per_epoch, device
-                 ("cpu", "cuda:0 (NVIDIA H200)"), precision ("fp32"|"bf16"), gradient_checkpointing
+                 ("cpu", "cuda:0 (NVIDIA H200)"), precision ("fp32"|"bf16"), gradient_checkpointing,
+                 compiled (only when true: decoder layers under torch.compile, training/fast.py)
 - ``step``       step, total_steps, epoch, train_loss, train_accuracy, valid_loss|null,
                  valid_accuracy|null, full_valid_loss|null, full_valid_accuracy|null, trained_tokens
                  (``full_valid_*``: the whole validation set, on the last step only),
-                 step_seconds, tokens_per_second, mfu|null, device_kind (training/flops.py)
+                 step_seconds, tokens_per_second, mfu|null, device_kind (training/flops.py);
+                 a DPO run adds ``PREFERENCE_METRICS`` (dpo_loss, reward_margin,
+                 preference_accuracy, and their valid_/full_valid_ forms when validation ran;
+                 train_loss/valid_loss are then the DPO loss, the token accuracies null)
 - ``checkpoint`` step, epoch, path, trained_tokens, metrics{step, train_loss,
                  train_mean_token_accuracy, valid_loss, valid_mean_token_accuracy
                  [, full_valid_loss, full_valid_mean_token_accuracy on the last step]}
@@ -26,6 +30,9 @@ from typing import Any, TextIO
 
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
+
+PREFERENCE_SCORES = ("dpo_loss", "reward_margin", "preference_accuracy")  # training/dpo.py
+PREFERENCE_METRICS = tuple(f"{p}{k}" for p in ("", "valid_", "full_valid_") for k in PREFERENCE_SCORES)
 
 
 def _clean(value: Any) -> Any:

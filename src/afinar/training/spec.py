@@ -39,6 +39,11 @@ class TrainSpec(BaseModel):
     valid_blob_key: str | None = None
     output_dir: str
     method: Literal["lora", "full"] = "lora"
+    # What is learnt (the job's ``method.type``): "supervised" (next-token loss on the assistant
+    # answers of chat lines) or "dpo" (preference lines, ``dpo.py``; LoRA only: the reference model
+    # is the same model with the adapter switched off). ``beta``: DPO's temperature.
+    objective: Literal["supervised", "dpo"] = "supervised"
+    beta: float = Field(default=0.1, gt=0.0, le=2.0)
     n_epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     learning_rate_multiplier: float = Field(gt=0)
@@ -68,6 +73,9 @@ class TrainSpec(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    # torch.compile of every decoder layer (training/fast.py): "auto" compiles a bf16 run on the CPU
+    # when the job trains enough tokens to amortise compiling; "on"/"off" force it.
+    compile: Literal["auto", "on", "off"] = "auto"
     # "nf4": QLoRA, the frozen base's decoder linears quantised to 4-bit NormalFloat (training/quant.py);
     # LoRA only. The saved adapter is the same PEFT adapter as without it.
     quantization: Literal["none", "nf4"] = "none"
@@ -78,6 +86,10 @@ class TrainSpec(BaseModel):
             raise ValueError("lora_target_modules must name at least one module")
         if self.quantization != "none" and self.method != "lora":
             raise ValueError("quantization applies to LoRA only (method 'lora')")
+        if self.objective == "dpo" and self.method != "lora":
+            raise ValueError(
+                "DPO trains LoRA only (method 'lora'): its reference is the base without the adapter"
+            )
         return self
 
     @property

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from afinar.domain import eval_results
 from afinar.domain.evals import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Row
+from afinar.domain.webhooks import RUN_FAILED, RUN_SUCCEEDED
 from afinar.errors import AfinarError, LeaseLost, QuotaExceeded, RateLimited
 from afinar.evals import criteria as crit
 from afinar.evals import template as tpl
@@ -41,6 +42,7 @@ from afinar.services.chat import plain_request
 from afinar.services.orgs import Principal
 from afinar.store import evals as repo
 from afinar.store import files as files_repo
+from afinar.store import webhooks as outbox
 from afinar.store.tables import EvalOutputItem, EvalRun
 
 if TYPE_CHECKING:
@@ -275,6 +277,7 @@ class RunExecutor:
         def _do(s: Any, run: EvalRun) -> None:
             run.status = FAILED
             run.error = _error(code, message)
+            outbox.emit_run(s, RUN_FAILED, run)
             run.finished_at = int(self.db.now())
             run.lease_owner = None
             run.lease_expires_at = None
@@ -507,6 +510,7 @@ class RunExecutor:
         self._recount(s, run, criteria)
         run.status = COMPLETED
         run.finished_at = int(self.db.now())
+        outbox.emit_run(s, RUN_SUCCEEDED, run)
         run.lease_owner = None
         run.lease_expires_at = None
 

@@ -10,6 +10,9 @@ Two lanes (docs/architecture.md, "Worker lanes"), so short work never waits behi
   (and recovers ``running`` jobs whose worker died), then runs the safety and eval gates and
   publishes the model.
 
+A third, one-thread lane sends the webhook outbox's due deliveries (worker/webhooks.py); ``run_once``
+leaves it out (tests drive ``webhooks_once`` or the dispatcher themselves).
+
 ``run_once`` drives every lane once in the calling thread (tests and scripts drain the queue with
 ``while worker.run_once(): pass``).
 
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from afinar.queue.leases import Lease, claim
 from afinar.store import idempotency
+from afinar.worker.checkpoint_sync import sweep_resume_state
 from afinar.worker.runner import JobPipeline, JobRunner, sweep_job_dirs
 
 if TYPE_CHECKING:
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from afinar.services.container import Container
     from afinar.worker.eval_gate import EvalGate
     from afinar.worker.eval_runs import EvalRunner
+    from afinar.worker.webhooks import WebhookDispatcher
 
 log = logging.getLogger("afinar.worker")
 
@@ -148,6 +153,7 @@ class Worker:
             usage=c.usage,
             pipeline=self.pipeline,
             throughput=c.throughput,
+            artefacts=c.artefacts,
         )
 
     # -- one unit of work per lane -------------------------------------------------------------
@@ -185,6 +191,17 @@ class Worker:
         self.runner(lease).run()
         return True
 
+    @cached_property
+    def webhook_dispatcher(self) -> WebhookDispatcher:
+        """Sends the webhook outbox's due deliveries (worker/webhooks.py)."""
+        from afinar.worker.webhooks import WebhookDispatcher
+
+        return WebhookDispatcher(db=self.c.db, deliverer=self.c.webhook_deliverer)
+
+    def webhooks_once(self, owner: str | None = None) -> bool:
+        """The webhook lane's step: one attempt of a due delivery. False: none due."""
+        return self.webhook_dispatcher.run_once(owner or self.name)
+
     def eval_once(self, owner: str | None = None) -> bool:
         """Run one queued standalone eval run (afinar.worker.eval_runs). False: none waiting."""
         return self.eval_runner.run_queued(owner or self.name)
@@ -218,13 +235,16 @@ class Worker:
 
     def sweep_if_due(self) -> list[str]:
         """Every ``retention_sweep_seconds``: expired files become tombstones (services/retention),
-        and Idempotency-Key answers older than ``idempotency_ttl_hours`` are forgotten."""
+        Idempotency-Key answers older than ``idempotency_ttl_hours`` are forgotten, and the resume
+        checkpoints of jobs that ended unattended are removed (worker/checkpoint_sync.py)."""
         now = self.c.clock()
         if now < self._next_sweep:
             return []
         self._next_sweep = now + self.c.settings.retention_sweep_seconds
         idempotency.sweep(self.c.db, now - self.c.settings.idempotency_ttl_hours * 3600)
-        return self.c.retention.sweep()
+        expired = self.c.retention.sweep()
+        sweep_resume_state(self.c.db, self.c.blobs)  # checkpoints of jobs that ended unattended
+        return expired
 
     def _prime(self) -> None:
         """Build the container's shared services in this thread, before lane threads race for them."""
@@ -252,6 +272,7 @@ class Worker:
         plan: list[tuple[str, Callable[[str], bool], int]] = [
             ("short", self.short_once, s.worker_short_slots),
             ("train", self.train_once, s.worker_training_slots),
+            ("webhooks", self.webhooks_once, 1),  # the webhook outbox, never behind training
         ]
         if not s.worker_short_slots or not s.worker_training_slots:
             log.warning(

@@ -24,19 +24,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from afinar import ids
+from afinar.datasets.hyperparameters import DEFAULT_BETA
 from afinar.domain.jobs import TERMINAL, JobStatus, TrainedAdapter
+from afinar.domain.webhooks import JOB_FAILED
 from afinar.errors import LeaseLost
 from afinar.queue.leases import Lease, fence, heartbeat, release
 from afinar.store import jobs as repo
+from afinar.store import webhooks as outbox
 from afinar.store.tables import Checkpoint, Job
+from afinar.training.protocol import PREFERENCE_METRICS
+from afinar.worker import wandb_sink
+from afinar.worker.checkpoint_sync import CheckpointSync
 from afinar.worker.child import TrainingChild
 
 if TYPE_CHECKING:
-    from afinar.blobs.local import LocalBlobStore
+    from afinar.blobs.local import BlobStore
     from afinar.catalog.registry import Catalog
     from afinar.config import Settings
     from afinar.crypto.keys import KeyRing
     from afinar.domain.gates import GateVerdict
+    from afinar.services.artefacts import ArtefactsService
     from afinar.services.files import FilesService
     from afinar.services.publication import Publisher
     from afinar.services.safety_gate import SafetyGate
@@ -82,14 +89,16 @@ def step_message(ev: dict[str, Any]) -> str:
 
 def training_hardware(ev: dict[str, Any]) -> dict[str, Any]:
     """Where the child trains, from its ``started`` line (empty from a child that does not say)."""
-    keys = ("device", "precision", "gradient_checkpointing", "quantization", "processes")
+    keys = ("device", "precision", "gradient_checkpointing", "compiled", "quantization", "processes")
     return {k: ev[k] for k in keys if ev.get(k) is not None}
 
 
 def hardware_message(hw: dict[str, Any]) -> str:
-    """``Training on cpu in fp32`` (on an NF4 base, in N processes, with activation checkpointing
-    when they apply)."""
+    """``Training on cpu in fp32`` (compiled, on an NF4 base, in N processes, with activation
+    checkpointing when they apply)."""
     text = f"Training on {hw.get('device', 'an unknown device')} in {hw.get('precision', 'fp32')}"
+    if hw.get("compiled"):
+        text += " with compiled layers (torch.compile)"
     if hw.get("quantization") == "nf4":
         text += " on an NF4-quantised base (QLoRA)"
     if hw.get("processes"):
@@ -114,8 +123,9 @@ def step_metrics(ev: dict[str, Any]) -> dict[str, Any]:
         "train_loss": ev.get("train_loss"),
         "train_mean_token_accuracy": ev.get("train_accuracy"),
     }
-    # Throughput (training/flops.py): tokens/s of the step alone, and MFU where the peak is known.
-    for key in ("tokens_per_second", "mfu", "step_seconds", "device_kind"):
+    # Throughput (training/flops.py): tokens/s of the step alone, and MFU where the peak is known;
+    # a DPO job's loss, reward margin and preference accuracy (training/dpo.py).
+    for key in ("tokens_per_second", "mfu", "step_seconds", "device_kind", *PREFERENCE_METRICS):
         if ev.get(key) is not None:
             data[key] = ev[key]
     if ev.get("valid_loss") is not None:
@@ -156,10 +166,11 @@ class JobRunner:
         catalog: Catalog,
         files: FilesService,
         keys: KeyRing,
-        blobs: LocalBlobStore,
+        blobs: BlobStore,
         usage: UsageBilling,
         pipeline: JobPipeline,
         throughput: ThroughputRecords,
+        artefacts: ArtefactsService,
     ) -> None:
         self.lease = lease
         self.db = db
@@ -171,6 +182,8 @@ class JobRunner:
         self.usage = usage
         self.pipeline = pipeline
         self.throughput = throughput
+        self.artefacts = artefacts
+        self._sync: CheckpointSync | None = None  # checkpoints to and from the blob store (training)
         self._speeds: list[float] = []  # tokens/s of this process's steps (services/throughput.py)
         self.job_dir = settings.jobs_dir / lease.job_id
         self.lost = threading.Event()  # set when the lease was taken away
@@ -182,6 +195,7 @@ class JobRunner:
         self._training: dict[str, Any] = {}  # device, precision, checkpointing of the child (``started``)
         self._safety_seconds = 0.0  # expected length of the post-training safety evaluation
         self._secret: bytes | None = None  # the org's data key (base64) for the training child
+        self._wandb: wandb_sink.NoSink = wandb_sink.NoSink()  # the job's W&B run (integrations)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -198,6 +212,7 @@ class JobRunner:
             job.estimated_finish = None
             job.finished_at = int(self.db.now())
             repo.add_event(s, job, event or error["message"], level="error")
+            outbox.emit(s, JOB_FAILED, job)  # the webhook event commits with the failure
             release(s, self.lease)
 
         self.write(_do)
@@ -211,6 +226,8 @@ class JobRunner:
     def remove_job_dir(self) -> None:
         """A terminal job keeps nothing in plaintext: checkpoints, adapter, spec and log go."""
         shutil.rmtree(self.job_dir, ignore_errors=True)
+        if self._sync is not None:  # and the resume state kept in the blob store for other workers
+            self._sync.forget()
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -286,17 +303,21 @@ class JobRunner:
         train = self.files.get(job.org_id, job.training_file).blob_key
         valid = self.files.get(job.org_id, job.validation_file).blob_key if job.validation_file else None
         self._secret = base64.b64encode(self.keys.data_key(job.org_id))
+        inputs = self.job_dir / "inputs"
         hyper = job.resolved_hyperparameters or {}
         spec = TrainSpec(
             base_model_path=str(self.catalog.local_path(entry, self.settings.models_dir)),
-            train_file=str(self.blobs.path(train)),
-            valid_file=str(self.blobs.path(valid)) if valid else None,
+            # Ciphertext, fetched from the blob store when it is not on this machine (S3).
+            train_file=str(self.blobs.local_file(train, inputs / "train.blob")),
+            valid_file=str(self.blobs.local_file(valid, inputs / "valid.blob")) if valid else None,
             train_blob_key=train,
             valid_blob_key=valid,
             output_dir=str(self.job_dir),
             n_epochs=int(hyper["n_epochs"]),
             batch_size=int(hyper["batch_size"]),
             learning_rate_multiplier=float(hyper["learning_rate_multiplier"]),
+            objective="dpo" if job.method.get("type") == "dpo" else "supervised",
+            beta=float(hyper.get("beta") or DEFAULT_BETA),  # DPO's (resolved at validation)
             seed=job.seed,
             max_length=entry.context_length,
             lora_target_modules=list(entry.lora_target_modules),
@@ -307,6 +328,7 @@ class JobRunner:
             device=child_device(self.settings.train_device, self.settings.worker_devices),
             precision=self.settings.train_precision,
             gradient_checkpointing=self.settings.train_gradient_checkpointing,
+            compile=self.settings.train_compile,
             peak_flops=self.settings.train_peak_flops,
             quantization="nf4" if job.quantization == "nf4" else "none",
         )
@@ -315,8 +337,11 @@ class JobRunner:
         return path
 
     def train(self, job: Job) -> None:
-        saved = job.resume_checkpoint
-        resume_from = saved if saved and Path(saved).exists() else None
+        self._sync = CheckpointSync(
+            artefacts=self.artefacts, blobs=self.blobs, org_id=job.org_id, job_id=job.id, job_dir=self.job_dir
+        )
+        local = self._sync.local(job.resume_checkpoint)  # this worker's copy, or fetched from the store
+        resume_from = str(local) if local is not None else None
 
         def _running(s: Any, j: Job) -> Job:
             first = j.started_at is None
@@ -340,11 +365,19 @@ class JobRunner:
             processes=self.settings.train_processes,
             launcher_args=shlex.split(self.settings.train_launcher_args),
         )
+        self._wandb = wandb_sink.start(job, data_dir=self.settings.data_dir, note=self._warn)
         try:
             self._pump(self.child)
         finally:
             if self.child.proc.poll() is None:
                 self.child.kill()
+            with self.db.session() as s:
+                outcome = repo.get_any(s, self.lease.job_id)
+            self._wandb.finish(outcome)
+
+    def _warn(self, message: str) -> None:
+        """A warning event on the job (fenced, like every write)."""
+        self.write(lambda s, j: repo.add_event(s, j, message, level="warn"))
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
@@ -447,6 +480,7 @@ class JobRunner:
             return str(j.model)
 
         self._base_model = self.write(_do)
+        self._wandb.log(step_metrics(ev))
         if isinstance(device, str) and (step == total or step % self._steps_per_epoch == 0):
             # Each epoch end and the last step: this run's steady speed, for later estimates.
             self.throughput.record(self._base_model, device, self._speeds, job_id=self.lease.job_id)
@@ -464,6 +498,7 @@ class JobRunner:
     def _on_checkpoint(self, ev: dict[str, Any]) -> None:
         step = int(ev["step"])
         epoch_end = step % self._steps_per_epoch == 0 or step == self._total()
+        self._upload(ev, published=epoch_end)
 
         def _do(s: Any, j: Job) -> None:
             j.resume_checkpoint = ev["path"]
@@ -493,7 +528,14 @@ class JobRunner:
             job = repo.get_any(s, self.lease.job_id)
             return int(job.total_steps or 0) if job else 0
 
+    def _upload(self, ev: dict[str, Any], *, published: bool) -> None:
+        """Seal a checkpoint into the blob store before the job points at it (checkpoint_sync.py)."""
+        if self._sync is not None:
+            self._sync.upload(Path(ev["path"]), published=published)
+
     def _on_paused(self, ev: dict[str, Any]) -> None:
+        self._upload(ev, published=False)
+
         def _do(s: Any, j: Job) -> None:
             j.resume_checkpoint = ev["path"]
             j.estimated_finish = None

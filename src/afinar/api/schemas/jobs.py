@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from afinar.api.schemas.integrations import check_integrations
 from afinar.api.schemas.lists import listing
 from afinar.datasets import hyperparameters as hp
 from afinar.domain.jobs import EvalGateSpec, JobSpec, JobStatus
@@ -25,7 +26,7 @@ from afinar.training.quant import QUANTIZATIONS
 HYPER_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
 SUFFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 METHOD_TYPES = ("supervised", "dpo", "reinforcement")
-SUPPORTED_METHODS = ("supervised",)
+SUPPORTED_METHODS = ("supervised", "dpo")
 MAX_SEED = 2147483647
 
 
@@ -73,7 +74,7 @@ class CreateJobRequest(BaseModel):
             raise InvalidRequest(f"Invalid method type: {mtype!r}", param="method.type")
         if mtype not in SUPPORTED_METHODS:
             raise InvalidRequest(
-                f"method.type '{mtype}' is not supported by this server yet; use 'supervised'.",
+                f"method.type '{mtype}' is not supported by this server yet; use 'supervised' or 'dpo'.",
                 param="method.type",
             )
         section = method.get(mtype)
@@ -119,9 +120,7 @@ class CreateJobRequest(BaseModel):
     @field_validator("integrations", mode="before")
     @classmethod
     def _integrations(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, list):
-            raise InvalidRequest("integrations must be an array", param="integrations")
-        return value
+        return check_integrations(value)
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -217,10 +216,11 @@ def eval_gate_spec(raw: Any) -> EvalGateSpec:
     return EvalGateSpec(eid, ds, min_pass_rate=min_rate, beat_base_by=beat, testing_criteria=criterion)
 
 
-def hyperparameters(job: Job) -> dict[str, Any]:
+def hyperparameters(job: Job, keys: tuple[str, ...] = HYPER_KEYS) -> dict[str, Any]:
+    """Each of ``keys`` as resolved once validation ran, else as requested, else ``"auto"``."""
     resolved = job.resolved_hyperparameters or {}
     requested = job.requested_hyperparameters or {}
-    return {k: resolved.get(k, requested.get(k, "auto")) for k in HYPER_KEYS}
+    return {k: resolved.get(k, requested.get(k, "auto")) for k in keys}
 
 
 def eval_gate_echo(gate: EvalGate | None) -> dict[str, Any] | None:
@@ -233,6 +233,7 @@ def eval_gate_echo(gate: EvalGate | None) -> dict[str, Any] | None:
 def job_object(job: Job, eval_gate: EvalGate | None = None) -> dict[str, Any]:
     hyper = hyperparameters(job)
     mtype = job.method.get("type", "supervised")
+    method_hyper = hyperparameters(job, hp.ALLOWED.get(mtype, HYPER_KEYS))
     error = job.error or {"code": None, "message": None, "param": None}
     return {
         "id": job.id,
@@ -248,7 +249,9 @@ def job_object(job: Job, eval_gate: EvalGate | None = None) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "trained_tokens": job.trained_tokens,
         "hyperparameters": hyper,
-        "method": {"type": mtype, mtype: {"hyperparameters": hyper}},
+        # DPO's section adds ``beta``; the top-level form keeps the three common keys (the SDK's type
+        # requires the object, where OpenAI answers null for DPO jobs).
+        "method": {"type": mtype, mtype: {"hyperparameters": method_hyper}},
         "error": error,
         "seed": job.seed,
         "estimated_finish": job.estimated_finish if job.status == JobStatus.RUNNING else None,

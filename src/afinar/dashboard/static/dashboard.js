@@ -50,10 +50,23 @@
       var height = function () { return window.innerWidth < 760 ? 260 : 320; };
       function draw(data) {
         var series = [data.steps, data.train_loss, data.valid_loss];
+        var dpo = Array.isArray(data.reward_margin);  // a DPO job: its margin and accuracy as well
+        if (dpo) series.push(data.reward_margin, data.preference_accuracy);
         el.dataset.points = String(data.steps.length);
         if (!data.steps.length) return;
         if (!plot) {
           el.textContent = "";
+          var lines = [
+            { label: "Step" },
+            { label: dpo ? "DPO loss" : "Training loss", stroke: "#1f4fd1", width: 2, points: { show: false } },
+            { label: "Validation loss", stroke: "#c2410c", width: 2, spanGaps: true, dash: [6, 4],
+              points: { show: true, size: 6, fill: "#c2410c" } }
+          ];
+          if (dpo) {
+            lines.push({ label: "Reward margin", stroke: "#15803d", width: 2, points: { show: false } },
+                       { label: "Preference accuracy", stroke: "#7c3aed", width: 2, dash: [2, 3],
+                         points: { show: false } });
+          }
           plot = new window.uPlot({
             width: width(),
             height: height(),
@@ -61,14 +74,9 @@
             legend: { live: false },
             axes: [
               { label: "Step", stroke: "#4f5969", grid: { stroke: "#e4e7ec" } },
-              { label: "Loss", stroke: "#4f5969", grid: { stroke: "#e4e7ec" } }
+              { label: dpo ? "Loss, margin, accuracy" : "Loss", stroke: "#4f5969", grid: { stroke: "#e4e7ec" } }
             ],
-            series: [
-              { label: "Step" },
-              { label: "Training loss", stroke: "#1f4fd1", width: 2, points: { show: false } },
-              { label: "Validation loss", stroke: "#c2410c", width: 2, spanGaps: true, dash: [6, 4],
-                points: { show: true, size: 6, fill: "#c2410c" } }
-            ]
+            series: lines
           }, series, el);
           new ResizeObserver(function () { plot.setSize({ width: width(), height: height() }); }).observe(el);
         } else {

@@ -1,0 +1,162 @@
+"""Serving backends side by side on the bundled SmolLM2-135M-Instruct: the built-in engine
+(transformers fp32) and llama.cpp (``xllamacpp``, the base as an f16 GGUF, adapters as GGUF
+LoRAs applied per request), each through the same engine protocol, in one run.
+
+Scenarios per backend (greedy, end-of-turn banned with ``logit_bias`` so each request generates
+exactly --tokens tokens; LoRA r=16 on all 7 projections, random non-zero B):
+
+- ``single_base``     one stream on the base model: decode tok/s and TTFT
+- ``single_adapter``  one stream through an adapter (the adapter's cost vs ``single_base``)
+- ``concurrent_8x4``  8 concurrent requests over 4 adapters (2 each): aggregate tok/s
+
+plus ``hf_generate``: plain ``transformers`` ``generate`` (batch 1, base), the reference the
+issue compares with. TTFT is submit → first text; decode tok/s per stream is (tokens - 1) /
+(last text - first text). Adapter conversions and server starts happen in a warm-up round and
+are not timed. Prints a table, then one JSON line. Say how busy the machine was (the load
+average is printed): on 2 shared cores every number moves with the neighbours.
+
+    .venv/bin/python bench/serve_backends.py [--tokens 128] [--backends builtin,llamacpp]
+        [--threads 0] [--base-type f16|q8_0] [--workdir .afinar/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from serve_throughput import QUESTIONS, hf_generate_baseline, make_adapters, one  # bench/ sibling
+
+
+async def scenario(engine: Any, requests: list[Any]) -> dict[str, Any]:
+    start = time.perf_counter()
+    runs = await asyncio.gather(*(one(engine, r) for r in requests))
+    wall = time.perf_counter() - start
+    tokens = sum(r["tokens"] for r in runs)
+    return {
+        "requests": len(requests),
+        "tokens": tokens,
+        "wall_s": round(wall, 2),
+        "tok_s": round(tokens / wall, 1),
+        "ttft_ms_median": round(1000 * statistics.median(r["ttft"] for r in runs)),
+        "per_stream_decode_tok_s": round(statistics.median(r["decode_tps"] for r in runs), 1),
+    }
+
+
+def build(backend: str, workdir: Path, threads: int, base_type: str) -> Any:
+    if backend == "builtin":
+        from afinar.inference.engine import HFEngine
+
+        return HFEngine(adapter_cache_size=8, max_batch_size=8)
+    from afinar.inference.llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(
+        cache_dir=workdir / "models" / "gguf",
+        scratch_dir=workdir / "scratch",
+        base_type=base_type,
+        threads=threads,
+        parallel=8,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--backends", default="builtin,llamacpp")
+    ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: the CPUs available)")
+    ap.add_argument("--base-type", default="f16", choices=["f16", "q8_0"])
+    ap.add_argument("--workdir", type=Path, default=Path(".afinar/bench"))
+    ap.add_argument("--skip-hf-generate", action="store_true")
+    args = ap.parse_args()
+
+    from transformers import AutoTokenizer
+
+    from afinar.catalog.registry import Catalog
+    from afinar.inference.types import GenerationRequest, SamplingParams
+
+    catalog = Catalog.load()
+    entry = catalog.get("smollm2-135m-instruct")
+    assert entry is not None
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    model_dir = catalog.local_path(entry, args.workdir / "models")
+    adapters = make_adapters(model_dir, args.workdir / "adapters", 4)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    params = SamplingParams(
+        temperature=0.0, max_tokens=args.tokens, logit_bias={int(tokenizer.eos_token_id): -100.0}
+    )
+
+    def req(i: int, adapter: Path | None) -> GenerationRequest:
+        messages = [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
+        return GenerationRequest(model_dir, messages, adapter, params=params, context_length=2048)
+
+    mixed = [req(i, adapters[i % 4]) for i in range(8)]
+    results: dict[str, dict[str, Any]] = {}
+    setup_s: dict[str, float] = {}
+
+    async def run(backend: str) -> None:
+        engine = build(backend, args.workdir, args.threads, args.base_type)
+        start = time.perf_counter()
+        await scenario(engine, [req(0, None), *[req(0, a) for a in adapters]])  # loads, conversions
+        setup_s[backend] = round(time.perf_counter() - start, 1)
+        results[f"{backend}/single_base"] = await scenario(engine, [req(0, None)])
+        results[f"{backend}/single_adapter"] = await scenario(engine, [req(0, adapters[0])])
+        results[f"{backend}/concurrent_8x4"] = await scenario(engine, mixed)
+        engine.close()
+
+    for backend in args.backends.split(","):
+        asyncio.run(run(backend))
+    if not args.skip_hf_generate:
+        results["hf_generate"] = hf_generate_baseline(model_dir, args.tokens)
+
+    from afinar.datasets.encoding import render_prompt
+
+    prompt_tokens = len(
+        tokenizer(render_prompt(tokenizer, req(0, None).messages), add_special_tokens=False)["input_ids"]
+    )
+    print(
+        f"\nSmolLM2-135M, {args.tokens} new tokens/request, prompt {prompt_tokens} tokens, "
+        f"cpus={os.cpu_count()}, load avg={os.getloadavg()[0]:.1f}, llama.cpp base {args.base_type}"
+    )
+    print(
+        f"{'scenario':<28}{'reqs':>5}{'tokens':>8}{'wall s':>8}{'tok/s':>8}{'TTFT ms':>9}"
+        f"{'stream dec tok/s':>18}"
+    )
+    for name, r in results.items():
+        print(
+            f"{name:<28}{r['requests']:>5}{r['tokens']:>8}{r['wall_s']:>8}{r['tok_s']:>8}"
+            f"{r['ttft_ms_median']:>9}{r['per_stream_decode_tok_s']:>18}"
+        )
+    summary = {}
+    for backend in args.backends.split(","):
+        base, adapter = results[f"{backend}/single_base"], results[f"{backend}/single_adapter"]
+        mixed_r = results[f"{backend}/concurrent_8x4"]
+        summary[backend] = {
+            "adapter_cost": round(
+                1 - adapter["per_stream_decode_tok_s"] / base["per_stream_decode_tok_s"], 3
+            ),
+            "concurrent_vs_single": round(mixed_r["tok_s"] / base["tok_s"], 2),
+        }
+        if "hf_generate" in results:
+            summary[backend]["vs_hf_generate"] = round(base["tok_s"] / results["hf_generate"]["tok_s"], 2)
+        print(f"{backend}: {summary[backend]}")
+    meta = {
+        "model": entry.id,
+        "tokens_per_request": args.tokens,
+        "prompt_tokens": prompt_tokens,
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "machine": platform.processor() or platform.machine(),
+        "setup_s": setup_s,
+        "llamacpp_base_type": args.base_type,
+    }
+    print(json.dumps({"meta": meta, "results": results, "summary": summary}))
+
+
+if __name__ == "__main__":
+    main()
