@@ -53,6 +53,9 @@ def foreign(client: openai.OpenAI, container, tmp_path: Path) -> dict[str, str]:
         "service_account_id": account.id,
         "user_id": user.id,
         "response_id": client.responses.create(model=TINY, input="hi", max_output_tokens=2).id,
+        "webhook_endpoint_id": client.webhooks.create(  # the discard port: nothing is ever sent away
+            name="hook", url="http://127.0.0.1:9/", event_types=["fine_tuning.job.failed"]
+        ).id,
     }
 
 
@@ -80,6 +83,7 @@ PARAM_VALUES = {
     "service_account_id": "service_account_id",
     "user_id": "user_id",
     "response_id": "response_id",
+    "webhook_endpoint_id": "webhook_endpoint_id",
 }
 
 
