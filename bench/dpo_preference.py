@@ -10,6 +10,11 @@ the CPU unless told otherwise.
 
     .venv/bin/python bench/dpo_preference.py          # 32 training pairs, 16 held out, 8 steps
     .venv/bin/python bench/dpo_preference.py --train-pairs 64 --epochs 2 --beta 0.2 --lr-multiplier 1
+    .venv/bin/python bench/dpo_preference.py --platform http://127.0.0.1:8000/v1 --api-key sk-local-demo
+
+With ``--platform`` the same data goes through a running Afinar as a DPO fine-tuning job (upload,
+``jobs.create(method={"type": "dpo", ...})``, its worker, safety gate and publication); the tuned
+model's adapter is then downloaded (``GET /v1/afinar/models/{model}/adapter``) and scored here.
 
 Before and after training, each held-out pair is scored by the same function (``dpo.logp_margins``):
 ``log p(preferred) − log p(non-preferred)`` under the base model alone, then under the base with the
@@ -78,6 +83,58 @@ def held_out_scores(spec: Any, adapter: Path | None, path: Path) -> dict[str, fl
     }
 
 
+def platform_job(
+    url: str, api_key: str, train: Path, args: argparse.Namespace
+) -> tuple[Path, dict[str, Any]]:
+    """Train through a running Afinar; returns the downloaded adapter's directory and the job's figures."""
+    import io
+    import zipfile
+
+    import httpx
+    import openai
+
+    client = openai.OpenAI(base_url=url, api_key=api_key)
+    file = client.files.create(file=train.open("rb"), purpose="fine-tune")
+    hyper = {
+        "beta": args.beta,
+        "n_epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate_multiplier": args.lr_multiplier,
+    }
+    job = client.fine_tuning.jobs.create(
+        model=args.model,
+        training_file=file.id,
+        seed=0,
+        suffix="dpo-bench",
+        method={"type": "dpo", "dpo": {"hyperparameters": hyper}},  # type: ignore[typeddict-item]
+    )
+    t0 = time.perf_counter()
+    while job.status not in ("succeeded", "failed", "cancelled"):
+        time.sleep(5)
+        job = client.fine_tuning.jobs.retrieve(job.id)
+    if job.status != "succeeded":
+        raise SystemExit(f"{job.id} {job.status}: {job.error}")
+    events = [e for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    last = max(events, key=lambda e: (e.data or {}).get("step", 0)).data or {}
+    archive = httpx.get(
+        f"{url}/afinar/models/{job.fine_tuned_model}/adapter",
+        headers={"authorization": f"Bearer {api_key}"},
+        timeout=300,
+    )
+    archive.raise_for_status()
+    out = train.parent / "adapter"
+    zipfile.ZipFile(io.BytesIO(archive.content)).extractall(out)
+    adapter = next(out.rglob("adapter_config.json")).parent
+    figures = {
+        "job": job.id,
+        "fine_tuned_model": job.fine_tuned_model,
+        "trained_tokens": job.trained_tokens,
+        "job_seconds": round(time.perf_counter() - t0, 1),
+        **{k: last.get(k) for k in ("step", "dpo_loss", "reward_margin", "preference_accuracy")},
+    }
+    return adapter, figures
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m-instruct")
@@ -90,6 +147,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="0: every core")
     ap.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--models-dir", default=str(ROOT / ".afinar/models"), help="converted base models cache")
+    ap.add_argument("--platform", help="base URL of a running Afinar (…/v1): train there as a DPO job")
+    ap.add_argument("--api-key", default="sk-local-demo")
     args = ap.parse_args()
 
     from afinar.catalog.registry import Catalog
@@ -122,6 +181,24 @@ def main() -> None:
         )
         held = write(Path(tmp) / "held_out.jsonl", held_rows)
         before = held_out_scores(spec, None, held)
+        if args.platform:
+            adapter, figures = platform_job(args.platform, args.api_key, Path(spec.train_file), args)
+            after = held_out_scores(spec, adapter, held)
+            print(
+                json.dumps(
+                    {
+                        "model": args.model,
+                        "train_pairs": len(train_rows),
+                        "held_out_pairs": len(held_rows),
+                        "held_out_accuracy_before": before["accuracy"],
+                        "held_out_accuracy_after": after["accuracy"],
+                        "held_out_mean_margin_before": round(before["mean_margin"], 4),
+                        "held_out_mean_margin_after": round(after["mean_margin"], 4),
+                        **figures,
+                    }
+                )
+            )
+            return
         events: list[dict[str, Any]] = []
 
         def emit(event: dict[str, Any]) -> None:
