@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     llamacpp_base_type: Literal["f16", "q8_0"] = "f16"
     llamacpp_threads: int = Field(default=0, ge=0)
     llamacpp_parallel: int = Field(default=8, ge=1)
+    # llama.cpp servers ("lanes") per base, so requests of different adapters decode side by side
+    # (docs/serving-llamacpp.md; 0: one per CPU this process may use; 1: one server, they take
+    # turns); warm the bundled base (convert, start) at `afinar serve`; convert each published
+    # adapter to a GGUF LoRA when its job publishes (unset: when the backend resolves to llamacpp).
+    llamacpp_lanes: int = Field(default=0, ge=0)
+    llamacpp_warm: bool = True
+    gguf_at_publish: bool | None = None
     # vllm backend (docs/serving.md): the OpenAI-compatible server's URL (http://gpu-node:8000)
     # and its --api-key; base directory names (or paths) -> the server's served model names,
     # when they differ; a directory shared with the vLLM node where adapters are written in

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from afinar.training.fast import min_tokens_to_compile, wants_compile
+from afinar.training.fast import checkpoint_parameters, min_tokens_to_compile, wants_compile, wants_cpu_bf16
 from afinar.training.loop import run_training
 from afinar.training.model import build_model
 from afinar.training.placement import CPU_FP32, Placement, cpu_supports_bf16, resolve_placement
@@ -37,6 +37,24 @@ def test_auto_compiles_only_a_bf16_cpu_job_long_enough_to_pay_for_it() -> None:
     assert not wants_compile("auto", CPU_BF16, 10**9, SMOLLM2_135M, quantized=True)  # nor on NF4
     assert wants_compile("on", CPU_FP32, 1, SMOLLM2_135M)
     assert not wants_compile("off", CPU_BF16, 10**9, SMOLLM2_135M)
+
+
+def test_auto_precision_takes_the_fast_path_only_for_a_long_cpu_lora_job(make_spec: SpecFactory) -> None:
+    spec = make_spec(precision="auto")
+    n = checkpoint_parameters(Path(spec.base_model_path))
+    assert n > 0
+    enough = min_tokens_to_compile(n)
+    assert wants_cpu_bf16(spec, CPU_FP32, enough) == cpu_supports_bf16()  # a CPU without bf16: exact
+    assert not wants_cpu_bf16(spec, CPU_FP32, enough - 1)  # too short to pay for compiling
+    assert not wants_cpu_bf16(spec, CPU_FP32, enough, processes=2)
+    assert not wants_cpu_bf16(spec, CUDA_BF16, enough)
+    for forced in (
+        {"precision": "fp32"},
+        {"compile": "off"},
+        {"quantization": "nf4"},
+        {"method": "full"},
+    ):
+        assert not wants_cpu_bf16(spec.model_copy(update=forced), CPU_FP32, enough), forced
 
 
 def _outputs(spec: TrainSpec, adapter: Path, placement: Placement) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,8 @@ from afinar.cli.output import fail
 from afinar.config import Settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from afinar.services.container import Container
 
 
@@ -108,9 +110,22 @@ def _warm_default_model(c: Container) -> None:
         entry = c.catalog.get(model_id)
         if entry is not None and entry.source == "bundled":
             try:
-                c.catalog.local_path(entry, c.settings.models_dir)
+                path = c.catalog.local_path(entry, c.settings.models_dir)
             except Exception:
                 logging.getLogger("afinar").exception("could not prepare %s", model_id)
+                continue
+            _warm_engine(c, path, entry.context_length)
+
+
+def _warm_engine(c: Container, path: Path, context_length: int) -> None:
+    """On the llama.cpp backend, convert the base to GGUF and start its server in the background
+    (``AFINAR_LLAMACPP_WARM``): the first chat does not wait ~a minute for it."""
+    from afinar.inference.backends import resolve_backend
+
+    if c.settings.llamacpp_warm and resolve_backend(c.settings) == "llamacpp":
+        warm = getattr(c.engine, "warm", None)
+        if warm is not None:
+            warm(path, context_length)
 
 
 @app.command("worker")

@@ -10,8 +10,11 @@ their modules never mix with this process's.
   outputs, so gate it with an evaluation). They are cached in ``<models_dir>/gguf`` keyed by the
   source directory and its files' sizes and times, written atomically under a file lock, so
   several processes convert once.
-- Adapters become a GGUF LoRA (f16) next to nothing else: the caller chooses where (the engine
-  uses a private scratch directory, since tuned adapters are customer data, encrypted at rest).
+- Adapters become a GGUF LoRA (f16) next to nothing else: the caller chooses where. A job that
+  publishes writes ``adapter.gguf`` (:data:`ADAPTER_GGUF`) into its adapter directory, sealed with
+  it (``services/publication.py``); the engine copies a shipped one into a private scratch
+  directory (tuned adapters are customer data, encrypted at rest) and converts only adapters
+  without one (checkpoints, older models).
 
 One liberty with the upstream converter: a byte-level BPE tokenizer whose pre-tokenizer it does
 not recognise (its table lists released models only) is written as llama.cpp's ``default``
@@ -36,6 +39,7 @@ from afinar.errors import ServerError
 log = logging.getLogger(__name__)
 
 BASE_TYPES = ("f16", "q8_0")
+ADAPTER_GGUF = "adapter.gguf"  # a published adapter's GGUF LoRA, inside its directory
 CONVERT_TIMEOUT_S = 1800.0
 
 
@@ -51,6 +55,15 @@ def llama_cpp_dir() -> Path:
     if not (root / "convert_hf_to_gguf.py").is_file():
         raise ServerError(f"llama.cpp's converters are missing from {root}", code="model_error")
     return root
+
+
+def can_convert() -> bool:
+    """Whether llama.cpp's converters are installed here."""
+    try:
+        llama_cpp_dir()
+    except ServerError:
+        return False
+    return True
 
 
 def _fingerprint(directory: Path) -> str:
@@ -85,6 +98,16 @@ def adapter_gguf(adapter_dir: Path, base_dir: Path, dest: Path) -> Path:
     args = ["lora", str(adapter_dir), "--base", str(base_dir), "--outtype", "f16"]
     _convert_atomically(args, dest)
     log.info("converted adapter %s to %s", adapter_dir, dest)
+    return dest
+
+
+def model_gguf(model_dir: Path, dest: Path, outtype: str = "f16") -> Path:
+    """Convert a Hugging Face model directory to the GGUF ``dest``, uncached (a tuned model merged
+    into its base is customer data: the caller picks a private place and removes it)."""
+    if outtype not in BASE_TYPES:
+        raise ValueError(f"unsupported GGUF type {outtype!r} (one of {', '.join(BASE_TYPES)})")
+    _convert_atomically(["hf", str(model_dir), "--outtype", outtype], dest)
+    log.info("converted %s to %s", model_dir, dest)
     return dest
 
 

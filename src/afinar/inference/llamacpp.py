@@ -8,21 +8,25 @@ Why it looks the way it does:
   end-of-turn token served are the ones training used; llama.cpp's own template and
   pre-tokenizer never decide the prompt. llama.cpp stops at the GGUF's end-of-generation tokens,
   which the converter takes from the same tokenizer.
-- **One llama.cpp server per base model**, with continuous batching over
-  ``AFINAR_LLAMACPP_PARALLEL`` slots. Its LoRA adapters are fixed when it starts, so an adapter
-  the server does not hold yet is converted to a GGUF LoRA (``inference/gguf.py``) and a new
-  server is started with it beside the running one (the weights file is memory-mapped, so the
-  two share the base in memory); new requests go to the new server while the old one finishes
-  what it runs and is then closed. No caller waits for that except the request that needs the
-  new adapter. Adapters form an LRU of ``adapter_cache_size`` per base; ``unload`` (a deleted
-  model) drops one and deletes its GGUF.
+- **llama.cpp servers per base model** (``inference/llamacpp_pool.py``), with continuous
+  batching over ``AFINAR_LLAMACPP_PARALLEL`` slots. Its LoRA adapters are fixed when a server
+  starts, so an adapter the base does not hold yet is converted to a GGUF LoRA
+  (``inference/gguf.py``; a published adapter ships one, ``adapter.gguf``, made when its job
+  published) and new servers are started with it beside the running ones (the weights file is
+  memory-mapped, so they share the base in memory); new requests go to the new servers while
+  the old ones finish what they run and are then closed. No caller waits for that except the
+  request that needs the new adapter. Adapters form an LRU of ``adapter_cache_size`` per base;
+  ``unload`` (a deleted model) drops one and deletes its GGUF.
+- **Lanes, so different adapters do not take turns**: one llama.cpp server batches in a decode
+  step only the slots whose adapter scales equal those of the first busy slot, so concurrent
+  requests of different adapters of one base would be served group after group. A base has up
+  to ``AFINAR_LLAMACPP_LANES`` servers ("lanes"): lane 0 with all threads, extra one-thread
+  lanes started when a request's adapter is not running anywhere and no lane is idle
+  (``llamacpp_pool.choose_lane``). Within one lane, different adapters still take turns.
 - **Explicit LoRA scales on every request**: llama.cpp applies its global scales to a request
   without a ``lora`` field, so each request lists every adapter of its server, 1.0 for its own
-  and 0.0 for the others (all 0.0 for the base). A known limit of llama.cpp's server (this
-  build): one decode step batches only slots whose adapter scales equal those of the first busy
-  slot, and it always starts from slot 0, so concurrent requests of *different* adapters of one
-  base take turns group by group instead of decoding together (requests of the same adapter, or
-  of the base, batch together). Conversions and server swaps never block other requests.
+  and 0.0 for the others (all 0.0 for the base). Conversions and server swaps never block other
+  requests.
 - **No prompt cache**: this llama.cpp build reuses a slot's cached prompt even when it was
   computed under another adapter, which changes the output, so ``cache_prompt`` is off.
 - **Constraints** (tool calls, JSON formats) are llguidance grammars, which this llama.cpp build
@@ -32,8 +36,7 @@ Why it looks the way it does:
   directory under the scratch dir (0700, named after this process, so ``Scratch.sweep`` removes
   them after a crash) and are deleted when evicted, unloaded or when the engine closes.
 
-Every request field maps to llama.cpp's own sampling parameters; none is refused (``docs/api.md``
-lists the backends' differences: logprobs and the forced-prefix token count).
+The request body and its answer's mapping live in ``inference/llamacpp_request.py``.
 """
 
 from __future__ import annotations
@@ -49,10 +52,9 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import AbstractContextManager, aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,11 +66,20 @@ from afinar.inference.engine import (
     collect,
     prompt_ids_for,
 )
-from afinar.inference.gguf import adapter_gguf, base_gguf
-from afinar.inference.grammar import JSON_STYLE
-from afinar.inference.loader import TOKENIZER_FILES, Vocab, _load_vocab, is_full_model, path_key
+from afinar.inference.gguf import ADAPTER_GGUF, adapter_gguf, base_gguf
+from afinar.inference.llamacpp_pool import (
+    Adapter,
+    Base,
+    Lane,
+    Server,
+    choose_lane,
+    lane_shape,
+    start_server,
+    stop_server,
+)
+from afinar.inference.llamacpp_request import completion_body, error_message, finish_reason, logprobs
+from afinar.inference.loader import TOKENIZER_FILES, _load_vocab, is_full_model, path_key
 from afinar.inference.types import (
-    Constraint,
     Delta,
     Event,
     Failed,
@@ -76,8 +87,6 @@ from afinar.inference.types import (
     GenerationRequest,
     GenerationResult,
     Started,
-    TokenLogprob,
-    TopLogprob,
 )
 
 if TYPE_CHECKING:
@@ -98,6 +107,7 @@ def build(context: EngineContext) -> LlamaCppEngine:
         base_type=settings.llamacpp_base_type,
         threads=settings.llamacpp_threads,
         parallel=settings.llamacpp_parallel,
+        lanes=settings.llamacpp_lanes,
         adapter_cache_size=settings.adapter_cache_size,
         max_queued_requests=settings.max_queued_requests,
         opener=context.opener,
@@ -113,45 +123,12 @@ def default_threads() -> int:
 
 
 @dataclass
-class _Server:
-    """One llama.cpp server of a base model, holding a fixed list of adapters."""
-
-    server: Any  # xllamacpp.Server
-    adapters: tuple[str, ...]  # adapter keys, in llama.cpp's id order
-    users: int = 0
-    retired: bool = False
-
-    def lora(self, adapter: str | None) -> list[dict[str, Any]]:
-        """Every adapter's scale for one request: 1.0 for its own, 0.0 for the rest."""
-        return [{"id": i, "scale": 1.0 if key == adapter else 0.0} for i, key in enumerate(self.adapters)]
-
-
-@dataclass
-class _Adapter:
-    key: str
-    path: Path
-    gguf: Path
-    vocab: Vocab | None  # the adapter's own tokenizer (template), if it carries one
-
-
-@dataclass
-class _Base:
-    key: str
-    path: Path
-    gguf: Path
-    vocab: Vocab
-    slot_context: int
-    adapters: OrderedDict[str, _Adapter] = field(default_factory=OrderedDict)  # LRU, newest last
-    current: _Server | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass
 class _Call:
-    """One admitted request: the server and scales it runs with, and its prompt."""
+    """One admitted request: the lane, server and scales it runs with, and its prompt."""
 
-    base: _Base
-    server: _Server
+    base: Base
+    lane: Lane
+    server: Server
     adapter: str | None
     prompt: list[int]
     max_new: int
@@ -166,6 +143,7 @@ class LlamaCppEngine:
         base_type: str = "f16",
         threads: int = 0,
         parallel: int = 8,
+        lanes: int = 0,
         adapter_cache_size: int = 8,
         max_queued_requests: int = 32,
         opener: Opener | None = None,
@@ -175,10 +153,11 @@ class LlamaCppEngine:
         self.base_type = base_type
         self.threads = threads or default_threads()
         self.parallel = max(1, parallel)
+        self.lanes = lanes or default_threads()  # 1: one server per base
         self.adapter_cache_size = max(1, adapter_cache_size)
         self.max_queued_requests = max(1, max_queued_requests)
         self.opener = opener
-        self._bases: dict[str, _Base] = {}
+        self._bases: dict[str, Base] = {}
         self._lock = threading.Lock()  # the dicts above, the request count, closing
         self._load_lock = threading.Lock()  # one base conversion/load at a time
         self._active = 0
@@ -331,7 +310,7 @@ class LlamaCppEngine:
                 thread.join()
         finally:
             if call is not None:
-                self._release(call.server)
+                self._release(call)
             with self._lock:
                 self._active -= 1
 
@@ -345,7 +324,7 @@ class LlamaCppEngine:
         incremental: bool,
     ) -> None:
         """Generate choice ``index``, emitting its deltas and its end."""
-        body = _body(request, call, index)
+        body = completion_body(request, call.prompt, call.max_new, call.server.lora(call.adapter), index)
         body["stream"] = incremental
         want_logprobs = request.params.logprobs
         top = request.params.top_logprobs
@@ -362,14 +341,14 @@ class LlamaCppEngine:
                 return True
             for choice in chunk.get("choices", []):
                 text = choice.get("text") or ""
-                logprobs = _logprobs(choice.get("logprobs"), top) if want_logprobs else None
-                if text or logprobs:
-                    emit(Delta(index, text, logprobs))
+                tokens = logprobs(choice.get("logprobs"), top) if want_logprobs else None
+                if text or tokens:
+                    emit(Delta(index, text, tokens))
                 reason = choice.get("finish_reason")
                 if reason:
                     usage = chunk.get("usage") or {}
                     state["finished"] = True
-                    emit(Finished(index, _finish_reason(reason), int(usage.get("completion_tokens", 0))))
+                    emit(Finished(index, finish_reason(reason), int(usage.get("completion_tokens", 0))))
             return False
 
         try:
@@ -381,7 +360,7 @@ class LlamaCppEngine:
             emit(Failed(ServerError(f"Generation failed: {exc}")))
             return
         if state["error"] is not None:
-            emit(Failed(ServerError(f"Generation failed: {_message(state['error'])}")))
+            emit(Failed(ServerError(f"Generation failed: {error_message(state['error'])}")))
         elif not state["finished"] and not cancelled.is_set():
             emit(Failed(ServerError("Generation ended without a finish reason.")))
 
@@ -402,13 +381,15 @@ class LlamaCppEngine:
                 vocab = adapter.vocab if adapter is not None and adapter.vocab is not None else base.vocab
                 # Rendering takes a millisecond; the lock keeps the server and the LRU consistent.
                 prompt, max_new = prompt_ids_for(request, vocab, base.slot_context)
-                server = self._server(base)
-                with self._lock:  # the count _release and _retire_server read
+                key = adapter.key if adapter is not None else None
+                lane, server = self._lane(base, key)
+                with self._lock:  # the counts _release, _retire_server and choose_lane read
                     server.users += 1
-            return _Call(base, server, adapter.key if adapter else None, prompt, max_new)
+                    lane.running[key] += 1
+            return _Call(base, lane, server, key, prompt, max_new)
         raise RateLimited("Too many adapters are in use at once; please retry shortly.", retry_after=1.0)
 
-    def _base(self, path: Path, context: int | None) -> _Base:
+    def _base(self, path: Path, context: int | None) -> Base:
         """The base, converted and tokenizer loaded; its slots hold ``context`` tokens (the
         catalogue's context length, from the first request), else the model's own."""
         key = path_key(path)
@@ -426,7 +407,7 @@ class LlamaCppEngine:
             gguf = base_gguf(path, self.cache_dir, self.base_type)
             vocab = _load_vocab(path, path)
             slot_context = min(context or _max_positions(path), MAX_SLOT_CONTEXT)
-            base = _Base(key=key, path=path, gguf=gguf, vocab=vocab, slot_context=slot_context)
+            base = Base(key=key, path=path, gguf=gguf, vocab=vocab, slot_context=slot_context)
             with self._lock:
                 if self._closed:
                     raise ServerError("The inference engine is shutting down.")
@@ -434,7 +415,7 @@ class LlamaCppEngine:
             log.info("llama.cpp: base %s from %s", path, gguf)
             return base
 
-    def _adapter(self, base: _Base, path: Path) -> _Adapter:
+    def _adapter(self, base: Base, path: Path) -> Adapter:
         """The adapter, converted on first use (outside ``base.lock``: other requests of the base
         go on meanwhile); the base's LRU puts it last."""
         key = path_key(path)
@@ -460,7 +441,7 @@ class LlamaCppEngine:
             self._converting.pop(key, None)
         return adapter
 
-    def _convert_adapter(self, base: _Base, path: Path, key: str) -> _Adapter:
+    def _convert_adapter(self, base: Base, path: Path, key: str) -> Adapter:
         dest = self._adapters_dir() / (hashlib.sha1(key.encode()).hexdigest()[:20] + ".gguf")
         source_ctx: AbstractContextManager[Path]
         if not (path / "adapter_config.json").is_file() and self.opener is not None:
@@ -470,10 +451,14 @@ class LlamaCppEngine:
         with source_ctx as source:
             if not (source / "adapter_config.json").is_file():
                 raise NotFound(f"adapter not found at {path}", code="model_not_found")
-            adapter_gguf(source, base.path, dest)
+            shipped = source / ADAPTER_GGUF
+            if shipped.is_file():  # converted when its job published: copied, never converted again
+                shutil.copyfile(shipped, dest)
+            else:
+                adapter_gguf(source, base.path, dest)
             has_tokenizer = any((source / f).is_file() for f in TOKENIZER_FILES)
             vocab = _load_vocab(source, base.path, source) if has_tokenizer else None
-        return _Adapter(key=key, path=path, gguf=dest, vocab=vocab)
+        return Adapter(key=key, path=path, gguf=dest, vocab=vocab)
 
     def _adapters_dir(self) -> Path:
         """A private directory for plaintext adapter GGUFs, named as scratch entries are."""
@@ -484,134 +469,76 @@ class LlamaCppEngine:
             )
         return self._adapter_dir
 
-    def _server(self, base: _Base) -> _Server:
-        """The server holding exactly the base's adapters, started if needed (caller holds base.lock)."""
+    def _lane(self, base: Base, adapter: str | None) -> tuple[Lane, Server]:
+        """The lane a request of ``adapter`` runs on and its server holding exactly the base's
+        adapters, started if needed (caller holds ``base.lock``)."""
+        with self._lock:
+            index = choose_lane(base.lanes, adapter, self.lanes)
+        if index == len(base.lanes):
+            threads, parallel = lane_shape(
+                index, threads=self.threads, parallel=self.parallel, lanes=self.lanes
+            )
+            base.lanes.append(Lane(index=index, threads=threads, parallel=parallel))
+        lane = base.lanes[index]
         wanted = tuple(base.adapters)
-        current = base.current
+        current = lane.current
         if current is not None and current.adapters == wanted:
-            return current
-        server = _Server(self._start(base, [base.adapters[k].gguf for k in wanted]), wanted)
-        base.current = server
+            return lane, current
+        loras = [base.adapters[k].gguf for k in wanted]
+        server = Server(start_server(base, lane, loras, debug=log.isEnabledFor(logging.DEBUG)), wanted)
+        lane.current = server
         if current is not None:
             self._retire_server(current)
-        return server
+        return lane, server
 
-    def _start(self, base: _Base, loras: list[Path]) -> Any:
-        import xllamacpp
+    def warm(self, base_path: Path, context_length: int | None = None) -> threading.Thread:
+        """Convert ``base_path`` and start its lane 0 in a background thread, so the first request
+        does not wait for the conversion; failures are logged (the first request retries)."""
 
-        params = xllamacpp.CommonParams()
-        params.model.path = str(base.gguf)
-        params.n_parallel = self.parallel
-        params.n_ctx = base.slot_context * self.parallel
-        params.cpuparams.n_threads = self.threads
-        params.cpuparams_batch.n_threads = self.threads
-        params.warmup = False
-        params.verbosity = -1 if not log.isEnabledFor(logging.DEBUG) else 3
-        params.cache_prompt = False
-        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(p), 0.0) for p in loras]
-        server = xllamacpp.Server(params)
-        log.info("llama.cpp: started a server for %s with %d adapters", base.path, len(loras))
-        return server
+        def run() -> None:
+            try:
+                base = self._base(Path(base_path), context_length)
+                with base.lock:
+                    self._lane(base, None)
+                log.info("llama.cpp: %s is warm", base_path)
+            except Exception:
+                log.exception("llama.cpp: warming %s failed", base_path)
 
-    def _release(self, server: _Server) -> None:
+        thread = threading.Thread(target=run, name="afinar-llamacpp-warm", daemon=True)
+        thread.start()
+        return thread
+
+    def _release(self, call: _Call) -> None:
         with self._lock:
-            server.users -= 1
-            done = server.retired and server.users <= 0
+            call.lane.running[call.adapter] -= 1
+            if call.lane.running[call.adapter] <= 0:
+                del call.lane.running[call.adapter]
+            call.server.users -= 1
+            done = call.server.retired and call.server.users <= 0
         if done:
-            _stop(server)
+            stop_server(call.server)
 
-    def _retire(self, base: _Base) -> None:
+    def _retire(self, base: Base) -> None:
         """Stop serving a base: its server closes once idle, its adapter files go."""
         with base.lock:
-            current, base.current = base.current, None
+            servers = [lane.current for lane in base.lanes if lane.current is not None]
+            for lane in base.lanes:
+                lane.current = None
             adapters = list(base.adapters.values())
             base.adapters.clear()
         for adapter in adapters:
             adapter.gguf.unlink(missing_ok=True)
-        if current is not None:
-            self._retire_server(current)
+        for server in servers:
+            self._retire_server(server)
 
-    def _retire_server(self, server: _Server) -> None:
+    def _retire_server(self, server: Server) -> None:
         with self._lock:
             server.retired = True
             idle = server.users <= 0
         if idle:
-            _stop(server)
-
-
-def _stop(server: _Server) -> None:
-    """Drop the last reference: llama.cpp's server stops its loop and frees its memory."""
-    server.server = None
+            stop_server(server)
 
 
 def _max_positions(path: Path) -> int:
     config = json.loads((path / "config.json").read_text())
     return int(config.get("max_position_embeddings") or 2048)
-
-
-def _body(request: GenerationRequest, call: _Call, index: int) -> dict[str, Any]:
-    """llama.cpp's completion request for one choice (OpenAI's sampling, nothing of llama.cpp's)."""
-    params = request.params
-    body: dict[str, Any] = {
-        "prompt": call.prompt,
-        "max_tokens": call.max_new,
-        "cache_prompt": False,
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        # llama.cpp's own samplers off: OpenAI's temperature and top_p only
-        "top_k": 0,
-        "min_p": 0.0,
-        "typical_p": 1.0,
-        "repeat_penalty": 1.0,
-        "presence_penalty": params.presence_penalty,
-        "frequency_penalty": params.frequency_penalty,
-        "lora": call.server.lora(call.adapter),
-    }
-    if params.seed is not None:
-        body["seed"] = (params.seed + index) % (2**32 - 1)  # choices of one request differ
-    if params.logit_bias:
-        body["logit_bias"] = [[token, bias] for token, bias in params.logit_bias.items()]
-    if params.logprobs:
-        body["n_probs"] = max(1, params.top_logprobs)
-    if request.constraint is not None:
-        body["grammar"] = "%llguidance {}\n" + _lark(request.constraint)
-    elif params.stop:
-        body["stop"] = list(params.stop)
-    return body
-
-
-def _lark(constraint: Constraint) -> str:
-    """The constraint as llguidance Lark (a JSON Schema becomes ``start: %json {...}``)."""
-    if constraint.lark is not None:
-        return constraint.lark
-    options = {**JSON_STYLE, "lenient": True} if constraint.lenient else JSON_STYLE
-    return "start: %json " + json.dumps({**(constraint.json_schema or {}), "x-guidance": options}) + "\n"
-
-
-def _logprobs(data: Any, top: int) -> list[TokenLogprob] | None:
-    if not isinstance(data, dict) or not data.get("content"):
-        return None
-    return [
-        TokenLogprob(
-            token=str(item.get("token", "")),
-            logprob=float(item.get("logprob", 0.0)),
-            bytes=item.get("bytes"),
-            top_logprobs=[
-                TopLogprob(
-                    token=str(t.get("token", "")), logprob=float(t.get("logprob", 0.0)), bytes=t.get("bytes")
-                )
-                for t in (item.get("top_logprobs") or [])[:top]
-            ],
-        )
-        for item in data["content"]
-    ]
-
-
-def _finish_reason(reason: str) -> str:
-    return "length" if reason == "length" else "stop"
-
-
-def _message(error: Any) -> str:
-    if isinstance(error, dict):
-        return str(error.get("message") or error)
-    return str(error)

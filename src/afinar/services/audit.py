@@ -9,7 +9,7 @@ Types: OpenAI's (``api_key.created``, ``api_key.updated``, ``api_key.deleted``, 
 ``project.updated``, ``project.archived``, ``service_account.created|updated|deleted``,
 ``user.added|updated|deleted``) and Afinar's own, in the same shape: ``file.uploaded``,
 ``file.downloaded``, ``file.deleted``, ``fine_tuning.job.created``, ``fine_tuning.job.cancelled``,
-``model.deleted``, ``model.downloaded``.
+``model.deleted``, ``model.downloaded``, ``model.exported`` (with its ``format``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ JOB_CREATED = "fine_tuning.job.created"
 JOB_CANCELLED = "fine_tuning.job.cancelled"
 MODEL_DELETED = "model.deleted"
 MODEL_DOWNLOADED = "model.downloaded"
+MODEL_EXPORTED = "model.exported"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from afinar.services.graders import GradersService
     from afinar.services.jobs import JobsService
     from afinar.services.metrics import ServingMetrics
+    from afinar.services.model_export import ModelExporter
     from afinar.services.models import ModelsService
     from afinar.services.org_settings import OrgSettingsService
     from afinar.services.projects import ProjectsService
@@ -205,6 +206,19 @@ class Container:
             artefacts=self.artefacts,
             sealed=self.sealed,
             loaded_engine=lambda: self._engine,
+        )
+
+    @built_once
+    def model_export(self) -> ModelExporter:
+        """A tuned model as a merged folder, a GGUF with an Ollama Modelfile, or its adapter."""
+        from afinar.services.model_export import ModelExporter
+
+        return ModelExporter(
+            db=self.db,
+            settings=self.settings,
+            models=self.models,
+            artefacts=self.artefacts,
+            scratch=self.scratch,
         )
 
     @built_once

@@ -151,12 +151,18 @@ class ModelsService:
         return Path(model.adapter_path) if model else Path("/nonexistent")
 
     def export_archive(
-        self, org_id: str, name: str, *, card: Callable[[str, dict[str, Any]], dict[str, Any]]
+        self,
+        org_id: str,
+        name: str,
+        *,
+        card: Callable[[str, dict[str, Any]], dict[str, Any]],
+        exported_as: str | None = None,
     ) -> Iterator[bytes]:
         """A zip of the PEFT adapter (weights, config, tokenizer) with its model card, streamed.
 
         ``card(name, published card)`` gives the archive's ``model_card.json`` (the wire object
-        ``afinar.model_card``: ``api/schemas/models.py``)."""
+        ``afinar.model_card``: ``api/schemas/models.py``). Audited as a download, or as an export in
+        the format ``exported_as`` (services/model_export.py)."""
         adapter = self.adapter_dir(org_id, name)
         exported = card(name, self.card(org_id, name))
         # plaintext past 64 MiB spills to an unnamed file in the private scratch dir, gone when closed
@@ -165,7 +171,8 @@ class ModelsService:
         )
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for member, _size, stream in self.artefacts.members(org_id, adapter):
-                if PurePosixPath(member).name not in (CARD_NAME, "optimizer.pt", "state.json"):
+                skip = (CARD_NAME, "optimizer.pt", "state.json", "adapter.gguf")  # the GGUF: format=gguf
+                if PurePosixPath(member).name not in skip:
                     with zf.open(member, "w") as out:
                         shutil.copyfileobj(stream, out, 1024 * 1024)
             zf.writestr(CARD_NAME, json.dumps(exported, indent=2, sort_keys=True))
@@ -176,7 +183,10 @@ class ModelsService:
                 while chunk := buf.read(1024 * 1024):
                     yield chunk
 
-        audit.record(self.db, audit.MODEL_DOWNLOADED, org_id, name)
+        if exported_as is None:
+            audit.record(self.db, audit.MODEL_DOWNLOADED, org_id, name)
+        else:
+            audit.record(self.db, audit.MODEL_EXPORTED, org_id, name, format=exported_as)
         return chunks()
 
     def _unload(self, adapter_path: Path) -> None:

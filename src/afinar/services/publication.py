@@ -1,6 +1,8 @@
 """Publishing a trained model: the last step of the job pipeline, after the gates.
 
 ``Publisher.publish`` writes the model card beside the adapter (``services/model_card.py``),
+converts the adapter to a GGUF LoRA for the llama.cpp backend (``adapter.gguf``, sealed with the
+adapter; a failed conversion is a job event, not a failed job: serving converts on first use),
 stores the ``fine-tune-results`` CSV (``services/results.py``), seals the adapter and the
 published checkpoints (``services/artefacts.py``), then, in one transaction fenced by the job's
 lease, creates the ``FineTunedModel`` row, marks the job succeeded and bills it (the billing
@@ -10,6 +12,7 @@ is never half published.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
     from afinar.services.usage import UsageBilling
     from afinar.store.db import Database
     from afinar.store.tables import Job
+
+log = logging.getLogger(__name__)
 
 
 class Publisher:
@@ -78,6 +83,7 @@ class Publisher:
             training=trained.training,
         )
         write_card(trained.adapter_path, card)
+        self._adapter_gguf(job, trained.adapter_path, write)
         csv_bytes = results_csv(metrics, as_base64=self.settings.results_csv_base64)
         results = self.files.store(
             job.org_id, "step_metrics.csv", "fine-tune-results", [csv_bytes], project_id=job.project_id
@@ -123,6 +129,25 @@ class Publisher:
             for key in sealed:
                 self.sealed.delete(key)
             raise
+
+    def _adapter_gguf(self, job: Job, adapter: Path, write: FencedWrite) -> None:
+        """Write ``adapter.gguf`` into the adapter directory when the llama.cpp converters are
+        installed and ``AFINAR_GGUF_AT_PUBLISH`` allows it (unset: when the backend is llama.cpp)."""
+        from afinar.inference import gguf
+        from afinar.inference.backends import resolve_backend
+
+        wanted = self.settings.gguf_at_publish
+        if wanted is None:
+            wanted = resolve_backend(self.settings) == "llamacpp"
+        if not wanted or not (adapter / "adapter_config.json").is_file() or not gguf.can_convert():
+            return  # a full fine-tune is served as its own base: nothing to convert
+        try:
+            base = self.catalog.local_path(self.catalog.require(job.model), self.settings.models_dir)
+            gguf.adapter_gguf(adapter, base, adapter / gguf.ADAPTER_GGUF)
+        except Exception as exc:
+            log.warning("job %s: GGUF conversion of its adapter failed: %s", job.id, exc)
+            message = f"GGUF conversion failed: {str(exc)[-500:]}"
+            write(lambda s, j: repo.add_event(s, j, message, level="warning"))
 
     def _seal_artefacts(self, job: Job, final: Path) -> list[str]:
         """Encrypt the final adapter and the published checkpoints (without resume state)."""

@@ -112,23 +112,26 @@ class StepCost:
         return cls(frozen, trained, n_layers, heads * int(head_dim))
 
 
-def device_kind(device: torch.device, threads: int) -> str:
-    """What the speed is measured on: ``cuda:<GPU name>`` or ``cpu:<threads>``."""
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"{device.type}:{threads}"
+def device_kind(device: torch.device, threads: int, mode: str = "") -> str:
+    """What the speed is measured on: ``cuda:<GPU name>`` or ``cpu:<threads>``, then ``/<mode>``
+    when given (``fp32``, ``bf16+compiled``, ``bf16+nf4``: the same device trains at very different
+    speeds in each, so each keeps its own measured speed)."""
+    kind = f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else f"{device.type}:{threads}"
+    return f"{kind}/{mode}" if mode else kind
 
 
 class StepMeter:
     """Times training steps and turns them into the step event's throughput fields."""
 
-    def __init__(self, model: Any, *, threads: int, peak_override: float | None = None) -> None:
+    def __init__(
+        self, model: Any, *, threads: int, peak_override: float | None = None, mode: str = ""
+    ) -> None:
         self.cost = StepCost.of(model)
         try:
             self.device = next(model.parameters()).device
         except StopIteration:
             self.device = torch.device("cpu")
-        self.kind = device_kind(self.device, threads)
+        self.kind = device_kind(self.device, threads, mode)
         cuda_peak = (
             peak_flops_for(torch.cuda.get_device_name(self.device)) if self.device.type == "cuda" else None
         )

@@ -34,10 +34,10 @@ from afinar.training.data import (
 )
 from afinar.training.distributed import SINGLE, Group, pause_requested
 from afinar.training.dpo import dpo_evaluate, dpo_step, dpo_step_parallel, sequence_lengths, with_reference
-from afinar.training.fast import apply_compile
+from afinar.training.fast import apply_compile, wants_cpu_bf16
 from afinar.training.flops import StepMeter
 from afinar.training.model import TrainModel, build_model, label_scores, load_tokenizer, pad_token_id
-from afinar.training.placement import resolve_placement
+from afinar.training.placement import Placement, resolve_placement
 from afinar.training.protocol import Emit, metrics_record
 from afinar.training.spec import TrainSpec
 
@@ -224,9 +224,12 @@ def run_training(
             int(state["step"]), int(state["trained_tokens"]), dict(state["metrics"]), int(state["step"])
         )
 
+    to_train = tokens_per_epoch * spec.n_epochs - run.trained_tokens
+    if wants_cpu_bf16(spec, placement, to_train, group.world):  # auto: the fast path pays off (fast.py)
+        placement = Placement(placement.device, placement.name, "bf16")
     placement.reset_peak_memory()
     tm = build_model(spec, resume_dir, placement, largest_batch_tokens(train, spec))
-    apply_compile(tm, spec, tokens_per_epoch * spec.n_epochs - run.trained_tokens)
+    apply_compile(tm, spec, to_train)
     optimizer = torch.optim.AdamW(
         tm.params, lr=spec.learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
     )
@@ -277,7 +280,9 @@ def run_training(
         }
     )
     every_eval = eval_interval(spec, total)
-    meter = StepMeter(tm.model, threads=spec.n_threads, peak_override=spec.peak_flops)
+    mode = placement.precision + ("+compiled" if tm.compiled else "")
+    mode += f"+{spec.quantization}" if spec.quantization != "none" else ""
+    meter = StepMeter(tm.model, threads=spec.n_threads, peak_override=spec.peak_flops, mode=mode)
     if parallel and meter.peak is not None:
         meter.peak *= group.world  # MFU of the whole job: every rank's device counts
     orders: dict[int, list[list[int]]] = {}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from afinar.api.deps import get_container, get_principal
 from afinar.api.schemas.models import model_card_object, model_deleted, model_list, model_object
 from afinar.services.container import Container
+from afinar.services.model_export import check_format
 from afinar.services.orgs import Principal
 
 router = APIRouter(tags=["models"])
@@ -35,6 +36,24 @@ def model_adapter(
 ) -> StreamingResponse:
     chunks = c.models.export_archive(p.org_id, model, card=model_card_object)
     filename = model.replace(":", "_") + ".zip"
+    return StreamingResponse(
+        chunks,
+        media_type="application/zip",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/afinar/models/{model:path}/export")
+def model_export(
+    model: str,
+    format: str | None = Query(None, description="gguf, merged or peft"),
+    p: Principal = Depends(get_principal),
+    c: Container = Depends(get_container),
+) -> StreamingResponse:
+    """The tuned model as a zip: a GGUF with an Ollama Modelfile, a merged folder, or its adapter."""
+    fmt = check_format(format)
+    chunks = c.model_export.export(p.org_id, model, fmt, card=model_card_object)
+    filename = f"{model.replace(':', '_')}-{fmt}.zip"
     return StreamingResponse(
         chunks,
         media_type="application/zip",

@@ -1,0 +1,144 @@
+"""The llama.cpp servers of the backend: per base model, *lanes* of servers, and which lane a
+request runs on.
+
+llama.cpp's server batches in one decode step only the slots whose LoRA scales equal those of
+the first busy slot, always starting from slot 0: on one server, concurrent requests of
+different adapters take turns group by group. So a base has up to ``lanes`` servers on the same
+GGUF (memory-mapped: the base's weights are in memory once), each holding all of the base's
+adapters:
+
+- lane 0 runs with ``threads`` threads (all cores by default) and ``parallel`` slots: alone, it
+  is what a single server always was;
+- extra lanes run with one thread each (several multi-threaded OpenMP servers in one process
+  slow each other down badly, while one-thread servers do not disturb lane 0) and fewer slots
+  (``parallel // lanes``, at least 2), which bounds their KV cache. They start only when needed.
+
+:func:`choose_lane` places a request: on a lane already decoding its adapter (they batch), else
+on an idle lane (lane 0 first), else on a new lane while under the cap, else on the least loaded
+lane (where it takes turns with the other adapters, as on a single server).
+
+A lane's server holds a fixed list of adapters (llama.cpp fixes them at start). When the base's
+list changes, a lane gets a new server on its next use and the old one closes once the requests
+it runs are done: no caller sees a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from afinar.inference.loader import Vocab
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Server:
+    """One llama.cpp server of a base model, holding a fixed list of adapters."""
+
+    server: Any  # xllamacpp.Server; None once stopped
+    adapters: tuple[str, ...]  # adapter keys, in llama.cpp's id order
+    users: int = 0
+    retired: bool = False
+
+    def lora(self, adapter: str | None) -> list[dict[str, Any]]:
+        """Every adapter's scale for one request: 1.0 for its own, 0.0 for the rest (all 0.0 for
+        the base): llama.cpp applies its global scales to a request without them."""
+        return [{"id": i, "scale": 1.0 if key == adapter else 0.0} for i, key in enumerate(self.adapters)]
+
+
+@dataclass
+class Lane:
+    """A place requests of a base decode: its current server and what runs on it."""
+
+    index: int
+    threads: int
+    parallel: int
+    current: Server | None = None
+    running: Counter[str | None] = field(default_factory=Counter)  # requests per adapter (None: base)
+
+    @property
+    def busy(self) -> int:
+        return sum(self.running.values())
+
+
+@dataclass
+class Adapter:
+    key: str
+    path: Path
+    gguf: Path
+    vocab: Vocab | None  # the adapter's own tokenizer (template), if it carries one
+
+
+@dataclass
+class Base:
+    key: str
+    path: Path
+    gguf: Path
+    vocab: Vocab
+    slot_context: int
+    adapters: OrderedDict[str, Adapter] = field(default_factory=OrderedDict)  # LRU, newest last
+    lanes: list[Lane] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def choose_lane(lanes: list[Lane], adapter: str | None, cap: int) -> int:
+    """The index of the lane a request of ``adapter`` should run on; ``len(lanes)``: start one.
+
+    1. a lane already decoding ``adapter`` with a free slot: the requests batch there;
+    2. an idle lane, the lowest first (lane 0 is the fastest);
+    3. a new lane, while fewer than ``cap`` run;
+    4. the least loaded lane (relative to its slots), the lowest first on a tie.
+    """
+    for lane in lanes:
+        if lane.running[adapter] > 0 and lane.busy < lane.parallel:
+            return lane.index
+    for lane in lanes:
+        if lane.busy == 0:
+            return lane.index
+    if len(lanes) < max(1, cap):
+        return len(lanes)
+    return min(lanes, key=lambda lane: (lane.busy / lane.parallel, lane.index)).index
+
+
+def lane_shape(index: int, *, threads: int, parallel: int, lanes: int) -> tuple[int, int]:
+    """Threads and slots of lane ``index``: lane 0 gets all of them, an extra lane one thread and
+    ``parallel // lanes`` slots (at least 2, at most ``parallel``)."""
+    if index == 0:
+        return threads, parallel
+    return 1, min(parallel, max(2, parallel // max(1, lanes)))
+
+
+def start_server(base: Base, lane: Lane, loras: list[Path], *, debug: bool = False) -> Any:
+    """A llama.cpp server on the base's GGUF with ``loras`` (scales 0 until a request sets them)."""
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(base.gguf)
+    params.n_parallel = lane.parallel
+    params.n_ctx = base.slot_context * lane.parallel
+    params.cpuparams.n_threads = lane.threads
+    params.cpuparams_batch.n_threads = lane.threads
+    params.warmup = False
+    params.verbosity = 3 if debug else -1
+    params.cache_prompt = False
+    params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(p), 0.0) for p in loras]
+    server = xllamacpp.Server(params)
+    log.info(
+        "llama.cpp: started lane %d for %s (%d threads, %d slots, %d adapters)",
+        lane.index,
+        base.path,
+        lane.threads,
+        lane.parallel,
+        len(loras),
+    )
+    return server
+
+
+def stop_server(server: Server) -> None:
+    """Drop the last reference: llama.cpp's server stops its loop and frees its memory."""
+    server.server = None
