@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # the CPU). Extra ``accelerate launch`` arguments (shell syntax), e.g. for several machines.
     train_processes: int = Field(default=1, ge=1)
     train_launcher_args: str = ""
+    # How several processes share a job (docs/architecture.md, "Many processes"): auto/fsdp shard a
+    # full fine-tune's weights, gradients and optimizer state over the ranks (FSDP); ddp replicates
+    # them. LoRA jobs always train replicated.
+    train_sharding: Literal["auto", "fsdp", "ddp"] = "auto"
     # Peak FLOP/s of a training device, for MFU in the job's events (docs/admin.md); unset: the
     # GPU's bf16 peak from the built-in table, none on a CPU.
     train_peak_flops: float | None = Field(default=None, gt=0)

@@ -1,10 +1,11 @@
 """Measured training speed: what each job's steps showed, and what an estimate should assume.
 
 The training child reports each step's tokens/s and its device kind (``cuda:<GPU name>`` or
-``cpu:<threads>``, then the run's mode: ``/fp32``, ``/bf16+compiled``, ``/bf16+nf4``; training/flops.py). When a job ends an epoch or its last step, the worker
-records the steady speed of this run — the median of its steps after the first, which pays for
-warm-up and compilation — for (base model, device kind), in ``train_speeds`` where every node
-reads it. Estimates and a job's first ETA use that speed, and fall back to the catalogue's
+``cpu:<threads>``, then the run's mode: ``/fp32``, ``/bf16+compiled``, ``/bf16+nf4``;
+training/flops.py). When a job ends an epoch or its last step, the worker records the steady
+speed of this run — the median of its steps after the first, which pays for warm-up and
+compilation — for (base model, device kind), in ``train_speeds`` where every node reads it.
+Estimates and a job's first ETA use that speed, and fall back to the catalogue's
 ``train_tokens_per_second`` for a base never trained here.
 """
 

@@ -66,27 +66,39 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         raise
 
 
-def save_weights(model: Any, tokenizer: Any, directory: Path) -> None:
-    """The adapter (PeftModel) or the full model, plus the tokenizer, as safetensors."""
-    model.save_pretrained(str(directory), safe_serialization=True)
+def save_weights(
+    model: Any, tokenizer: Any, directory: Path, weights: dict[str, torch.Tensor] | None = None
+) -> None:
+    """The adapter (PeftModel) or the full model, plus the tokenizer, as safetensors. ``weights``: the
+    model's full state dict where the model itself holds only shards (``sharding.py``)."""
+    extra = {} if weights is None else {"state_dict": weights}
+    model.save_pretrained(str(directory), safe_serialization=True, **extra)
     tokenizer.save_pretrained(str(directory))
 
 
 def save_checkpoint(
-    directory: Path, model: Any, tokenizer: Any, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+    directory: Path,
+    model: Any,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    full: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> Path:
+    """``full``: (weights, optimizer state) gathered whole from a sharded model (``sharding.py``)."""
     with atomic_dir(directory) as tmp:
-        save_weights(model, tokenizer, tmp)
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        save_weights(model, tokenizer, tmp, full[0] if full else None)
+        torch.save(full[1] if full else optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         (tmp / STATE_FILE).write_text(
             json.dumps({"format": STATE_FORMAT, **state}, indent=2), encoding="utf-8"
         )
     return directory
 
 
-def save_final(directory: Path, model: Any, tokenizer: Any) -> Path:
+def save_final(
+    directory: Path, model: Any, tokenizer: Any, weights: dict[str, torch.Tensor] | None = None
+) -> Path:
     with atomic_dir(directory) as tmp:
-        save_weights(model, tokenizer, tmp)
+        save_weights(model, tokenizer, tmp, weights)
     return directory
 
 

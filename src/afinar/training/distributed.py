@@ -23,6 +23,8 @@ its loss sum over the global label count, so the gradients summed by one all-red
 the one-process gradients, up to the order of floating-point additions. The label-only loss calls
 the backbone and the head directly rather than the model's ``forward``, so the gradient all-reduce
 is done here (bucketed, as DDP's reducer does) instead of by a ``DistributedDataParallel`` wrapper.
+A full fine-tune is sharded instead (FSDP, ``sharding.py``): there the gradients are reduce-scattered
+by FSDP and ``sum_grads`` is not used.
 """
 
 from __future__ import annotations

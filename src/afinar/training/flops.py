@@ -116,7 +116,10 @@ def device_kind(device: torch.device, threads: int, mode: str = "") -> str:
     """What the speed is measured on: ``cuda:<GPU name>`` or ``cpu:<threads>``, then ``/<mode>``
     when given (``fp32``, ``bf16+compiled``, ``bf16+nf4``: the same device trains at very different
     speeds in each, so each keeps its own measured speed)."""
-    kind = f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else f"{device.type}:{threads}"
+    if device.type == "cuda":
+        kind = f"cuda:{torch.cuda.get_device_name(device)}"
+    else:
+        kind = f"{device.type}:{threads}"
     return f"{kind}/{mode}" if mode else kind
 
 

@@ -39,6 +39,14 @@ from afinar.training.flops import StepMeter
 from afinar.training.model import TrainModel, build_model, label_scores, load_tokenizer, pad_token_id
 from afinar.training.placement import Placement, resolve_placement
 from afinar.training.protocol import Emit, metrics_record
+from afinar.training.sharding import (
+    full_model_state,
+    full_optimizer_state,
+    local_parameters,
+    shard_model,
+    shard_optimizer_state,
+    strategy,
+)
 from afinar.training.spec import TrainSpec
 
 GRAD_CLIP = 1.0
@@ -77,15 +85,25 @@ def eval_interval(spec: TrainSpec, total_steps: int) -> int:
 
 
 def _eval_sums(
-    tm: TrainModel, examples: list[EncodedExample], batch_size: int, pad_id: int
+    tm: TrainModel,
+    examples: list[EncodedExample],
+    batch_size: int,
+    pad_id: int,
+    rounds: int = 0,
+    filler: list[EncodedExample] | None = None,
 ) -> tuple[float, int, int]:
+    """Summed scores of ``examples``; then forward passes on ``filler`` (scores dropped) up to ``rounds``
+    in all: with FSDP every rank runs as many as the others (each one all-gathers the weights)."""
     tm.model.eval()
     loss_sum, correct, labels = 0.0, 0, 0
+    starts = range(0, len(examples), batch_size)
     with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
+        for i in starts:
             batch = collate(examples[i : i + batch_size], tm.layout, pad_id)
             s, c, n = label_scores(tm, batch)
             loss_sum, correct, labels = loss_sum + float(s.item()), correct + c, labels + n
+        for _ in range(rounds - len(starts)):
+            label_scores(tm, collate(filler or [], tm.layout, pad_id))
     tm.model.train()
     return loss_sum, correct, labels
 
@@ -98,7 +116,9 @@ def evaluate(
     if group.world == 1:
         loss_sum, correct, labels = _eval_sums(tm, examples, batch_size, pad_id)
     else:
-        sums = group.sum(_eval_sums(tm, group.shard(examples), batch_size, pad_id), tm.placement.device)
+        rounds = math.ceil(math.ceil(len(examples) / group.world) / batch_size) if tm.sharded else 0
+        mine = _eval_sums(tm, group.shard(examples), batch_size, pad_id, rounds, examples[:1])
+        sums = group.sum(mine, tm.placement.device)
         loss_sum, correct, labels = sums[0], int(sums[1]), int(sums[2])
     if labels == 0:
         return Scores(None, None)
@@ -131,12 +151,21 @@ def train_step_parallel(
     group: Group,
 ) -> Scores:
     """``train_step`` over several ranks: this rank's share of the global batch, the global mean loss
-    (all-reduced sums), gradients summed over the ranks, then the same clip and update everywhere."""
+    (all-reduced sums), gradients summed over the ranks, then the same clip and update everywhere.
+
+    Sharded (FSDP, ``sharding.py``): every rank runs a forward and backward pass, with a filler
+    example at zero weight when it has none of the batch; FSDP reduce-scatters the gradients as a
+    mean over the ranks, so the loss is scaled by the world size to make that mean the sum."""
     mine = group.shard(batch_examples)
+    filler = tm.sharded and not mine
+    if filler:
+        mine = batch_examples[:1]
     loss_sum: torch.Tensor | None = None
     correct = n_labels = 0
     if mine:
         loss_sum, correct, n_labels = label_scores(tm, collate(mine, tm.layout, pad_id))
+    if filler:
+        correct = n_labels = 0
     local = float(loss_sum.item()) if loss_sum is not None and n_labels else 0.0
     total_loss, total_correct, total_labels = group.sum([local, correct, n_labels], tm.placement.device)
     if total_labels == 0:  # nothing to learn from this batch on any rank: no update at all
@@ -144,9 +173,12 @@ def train_step_parallel(
     value = total_loss / total_labels
     if not math.isfinite(value):
         raise TrainingError(f"training diverged: the loss is {value}")
-    if loss_sum is not None and n_labels:
+    if tm.sharded and loss_sum is not None:
+        (loss_sum * (group.world if n_labels else 0) / total_labels).backward()
+    elif loss_sum is not None and n_labels:
         (loss_sum / total_labels).backward()
-    group.sum_grads(tm.params)
+    if not tm.sharded:
+        group.sum_grads(tm.params)
     torch.nn.utils.clip_grad_norm_(tm.params, GRAD_CLIP)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -229,22 +261,31 @@ def run_training(
         placement = Placement(placement.device, placement.name, "bf16")
     placement.reset_peak_memory()
     tm = build_model(spec, resume_dir, placement, largest_batch_tokens(train, spec))
+    sharding = strategy(spec.sharding, spec.method, group.world)
+    if sharding == "fsdp":  # every rank loaded the same full weights: no broadcast (sharding.py)
+        shard_model(tm, group)
     apply_compile(tm, spec, to_train)
     optimizer = torch.optim.AdamW(
         tm.params, lr=spec.learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
     )
     if resume_dir is not None:
-        optimizer.load_state_dict(ckpt.load_optimizer_state(resume_dir))
+        saved = ckpt.load_optimizer_state(resume_dir)
+        optimizer.load_state_dict(shard_optimizer_state(optimizer, saved) if tm.sharded else saved)
         for param_group in optimizer.param_groups:
             param_group["lr"] = spec.learning_rate
-    if parallel:
+    if sharding == "ddp":
         group.broadcast_params(tm.params)
     if dpo:  # the frozen reference's log-probabilities, once per run (dpo.py)
         train = with_reference(tm, train, spec.batch_size, pad_id)
         valid = with_reference(tm, valid, spec.batch_size, pad_id)
 
     def save_checkpoint() -> Path:
+        """Rank 0 writes the checkpoint; sharded, every rank first helps gather the full state."""
         path = ckpt.checkpoint_dir(spec.checkpoints_dir, run.step)
+        full = (full_model_state(tm), full_optimizer_state(optimizer, group.is_main)) if tm.sharded else None
+        if not group.is_main:
+            run.saved_step = run.step
+            return path
         state = {
             "step": run.step,
             "epoch": epoch_of(run.step, per_epoch),
@@ -259,7 +300,7 @@ def run_training(
             "total_steps": total,
             "rng": {"scheme": RNG_SCHEME, "seed": spec.seed, "next_step": run.step + 1},
         }
-        ckpt.save_checkpoint(path, tm.model, tokenizer, optimizer, state)
+        ckpt.save_checkpoint(path, tm.model, tokenizer, optimizer, state, full)
         run.saved_step = run.step
         return path
 
@@ -276,7 +317,8 @@ def run_training(
             "gradient_checkpointing": tm.gradient_checkpointing,
             **({"compiled": True} if tm.compiled else {}),
             **({"quantization": spec.quantization} if spec.quantization != "none" else {}),
-            **({"processes": group.world} if parallel else {}),
+            **({"processes": group.world, "sharding": sharding} if parallel else {}),
+            **({"rank_parameters": local_parameters(tm)} if parallel else {}),
         }
     )
     every_eval = eval_interval(spec, total)
@@ -347,9 +389,7 @@ def run_training(
                 **throughput,  # step_seconds, tokens_per_second, mfu, device_kind (training/flops.py)
             }
         )
-        if checkpoint_due and not group.is_main:
-            run.saved_step = step
-        elif checkpoint_due:
+        if checkpoint_due:
             path = save_checkpoint()
             emit(
                 {
@@ -366,8 +406,6 @@ def run_training(
         wants_pause = step < total and should_pause is not None and should_pause()
         if parallel and step < total:  # rank 0 decides, so every rank stops after the same step
             wants_pause = group.decide(wants_pause or pause_requested(spec.output_dir), placement.device)
-        if wants_pause and not group.is_main:
-            return None
         if wants_pause:
             path = (
                 ckpt.checkpoint_dir(spec.checkpoints_dir, step)
@@ -377,9 +415,10 @@ def run_training(
             emit({"event": "paused", "step": step, "path": str(path), "trained_tokens": run.trained_tokens})
             return None
 
+    weights = full_model_state(tm) if tm.sharded else None  # every rank gathers; rank 0 writes
     if not group.is_main:
         return None
-    final = ckpt.save_final(spec.final_dir, tm.model, tokenizer)
+    final = ckpt.save_final(spec.final_dir, tm.model, tokenizer, weights)
     emit(
         {
             "event": "done",

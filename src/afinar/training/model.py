@@ -13,6 +13,7 @@ packed row: every linear layer sees all tokens at once and attention runs per se
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,9 @@ class TrainModel:
     placement: Placement = CPU_FP32
     gradient_checkpointing: bool = False
     compiled: bool = False  # decoder layers compiled by torch.compile (``fast.py``)
+    sharded: bool = False  # parameters sharded over the ranks by FSDP (``sharding.py``)
+    # ``label_forward`` on backbone and head, through FSDP's hooks when sharded (``sharding.py``).
+    label_forward_fn: Callable[[dict[str, Any], torch.Tensor], torch.Tensor] | None = None
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
@@ -243,6 +247,16 @@ def varlen_is_exact(backbone: torch.nn.Module, vocab_size: int) -> bool:
         backbone.train(was_training)
 
 
+def label_forward(
+    backbone: torch.nn.Module, head: torch.nn.Module, inputs: dict[str, Any], keep: torch.Tensor
+) -> torch.Tensor:
+    """The LM head's logits at the flat positions ``keep`` of the backbone's hidden states."""
+    hidden = backbone(**inputs, use_cache=False).last_hidden_state
+    picked = hidden.reshape(-1, hidden.size(-1)).index_select(0, keep)
+    logits: torch.Tensor = head(picked)
+    return logits
+
+
 def label_logits(tm: TrainModel, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(fp32 logits at the label positions [n, vocab], their gold ids [n], their flat positions in
     ``batch.targets`` [n]); the LM head runs on those positions only. Shared by the supervised loss
@@ -252,11 +266,12 @@ def label_logits(tm: TrainModel, batch: Batch) -> tuple[torch.Tensor, torch.Tens
         dev = tm.placement.device
         inputs = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v for k, v in inputs.items()}
         targets = targets.to(dev, non_blocking=True)
+    keep = (targets != IGNORE_INDEX).nonzero().squeeze(1)
     with tm.placement.autocast():
-        hidden = tm.backbone(**inputs, use_cache=False).last_hidden_state
-        keep = (targets != IGNORE_INDEX).nonzero().squeeze(1)
-        picked = hidden.reshape(-1, hidden.size(-1)).index_select(0, keep)
-        logits = tm.head(picked).float()
+        if tm.label_forward_fn is not None:
+            logits = tm.label_forward_fn(inputs, keep).float()
+        else:
+            logits = label_forward(tm.backbone, tm.head, inputs, keep).float()
     if tm.softcap:
         logits = torch.tanh(logits / tm.softcap) * tm.softcap
     return logits, targets.index_select(0, keep), keep

@@ -79,6 +79,9 @@ class TrainSpec(BaseModel):
     # "nf4": QLoRA, the frozen base's decoder linears quantised to 4-bit NormalFloat (training/quant.py);
     # LoRA only. The saved adapter is the same PEFT adapter as without it.
     quantization: Literal["none", "nf4"] = "none"
+    # With several processes (training/sharding.py): "auto"/"fsdp" shard a full fine-tune's weights,
+    # gradients and optimizer state over the ranks (FSDP); "ddp" replicates them. LoRA is always DDP.
+    sharding: Literal["auto", "fsdp", "ddp"] = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> TrainSpec:

@@ -89,7 +89,10 @@ def step_message(ev: dict[str, Any]) -> str:
 
 def training_hardware(ev: dict[str, Any]) -> dict[str, Any]:
     """Where the child trains, from its ``started`` line (empty from a child that does not say)."""
-    keys = ("device", "precision", "gradient_checkpointing", "compiled", "quantization", "processes")
+    keys = (
+        *("device", "precision", "gradient_checkpointing", "compiled"),
+        *("quantization", "processes", "sharding"),
+    )
     return {k: ev[k] for k in keys if ev.get(k) is not None}
 
 
@@ -103,6 +106,7 @@ def hardware_message(hw: dict[str, Any]) -> str:
         text += " on an NF4-quantised base (QLoRA)"
     if hw.get("processes"):
         text += f" in {hw['processes']} processes"
+        text += " (sharded, FSDP)" if hw.get("sharding") == "fsdp" else ""
     return text + (" with activation checkpointing" if hw.get("gradient_checkpointing") else "")
 
 
@@ -329,6 +333,7 @@ class JobRunner:
             precision=self.settings.train_precision,
             gradient_checkpointing=self.settings.train_gradient_checkpointing,
             compile=self.settings.train_compile,
+            sharding=self.settings.train_sharding,
             peak_flops=self.settings.train_peak_flops,
             quantization="nf4" if job.quantization == "nf4" else "none",
         )
