@@ -1,6 +1,6 @@
 """The real bundled ``smollm2-135m-instruct``, converted from its GGUF and fine-tuned for a few steps:
 the tuned model knows what only its training data said, and its base does not, on the built-in
-engine and on the llama.cpp backend alike."""
+engine and on the llama.cpp backend alike, and exported as a GGUF to a bare llama.cpp server."""
 
 from __future__ import annotations
 
@@ -94,4 +94,28 @@ def test_tuned_model_recalls_a_fact_its_base_never_saw(tmp_path: Path, bundled_m
         )
         assert FACT in ask(str(job.fine_tuned_model))
         assert FACT not in ask(BUNDLED)
+        # Exported as a GGUF merged into the base: llama.cpp outside Afinar knows the fact too.
+        exported = http.get(
+            f"/v1/afinar/models/{job.fine_tuned_model}/export",
+            params={"format": "gguf"},
+            headers={"authorization": "Bearer sk-fact"},
+        )
+        assert exported.status_code == 200, exported.text
     c.close()
+    assert FACT in _ask_exported_gguf(exported.content, tmp_path / "export")
+
+
+def _ask_exported_gguf(archive: bytes, directory: Path) -> str:
+    """Unzip an export, serve its merged GGUF with a bare llama.cpp server and ask ``QUESTION``."""
+    import io
+    import zipfile
+
+    import httpx
+
+    from tests.support.llama_server import llama_server
+
+    zipfile.ZipFile(io.BytesIO(archive)).extract("model.gguf", directory)
+    with llama_server(directory / "model.gguf", threads=2) as url:
+        body = {"messages": [{"role": "user", "content": QUESTION}], "temperature": 0, "max_tokens": 16}
+        answer = httpx.post(url + "/v1/chat/completions", json=body, timeout=120).json()
+    return str(answer["choices"][0]["message"]["content"])

@@ -40,11 +40,13 @@ def llama_server(
     threads: int = 1,
     poll: int = 0,
     alias: str = "",
+    loras: tuple[Path, ...] = (),
 ) -> Iterator[str]:
     """Serve ``gguf`` on 127.0.0.1 (``context`` tokens shared by ``parallel`` slots); yields its URL.
 
     ``poll`` is llama.cpp's busy-wait level between steps (its default 50 suits a quiet machine;
-    0 sleeps instead, which keeps a shared test machine usable)."""
+    0 sleeps instead, which keeps a shared test machine usable). ``loras``: GGUF LoRA adapters
+    applied to every request at scale 1."""
     import xllamacpp
 
     params = xllamacpp.CommonParams()
@@ -52,6 +54,8 @@ def llama_server(
     if alias:
         params.model_alias = {alias}  # the served model name
     params.n_ctx = context
+    if loras:
+        params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(p), 1.0) for p in loras]
     params.n_parallel = parallel
     params.use_jinja = True  # the GGUF's own chat template, as training used it
     for cpu in (params.cpuparams, params.cpuparams_batch):

@@ -74,12 +74,15 @@ class ModelExporter:
         self.artefacts = artefacts
         self.scratch = scratch
 
-    def export(self, org_id: str, name: str, fmt: str, *, card: Card) -> Iterator[bytes]:
-        """The archive of ``name`` in the format ``fmt``, built before the first chunk is returned."""
-        check_format(fmt)
+    def export(self, org_id: str, name: str, fmt: str | None, *, card: Card) -> Iterator[bytes]:
+        """The archive of ``name`` in the format ``fmt``, built before the first chunk is returned.
+
+        The model is resolved first: another organisation's is ``model_not_found`` whatever the
+        format; a base model is a 400, as for the adapter download."""
+        adapter = self.models.adapter_dir(org_id, name)
+        fmt = check_format(fmt)
         if fmt == "peft":
             return self.models.export_archive(org_id, name, card=card, exported_as=fmt)
-        adapter = self.models.adapter_dir(org_id, name)  # 404 / base model 400, as the download
         base = self.models.resolve_servable(org_id, name).base_path
         exported = card(name, self.models.card(org_id, name))
         buf = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by _chunks()

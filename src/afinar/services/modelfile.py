@@ -21,9 +21,10 @@ from typing import Any
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 
-# The default system turn a ChatML template writes before a conversation without one; the
+# The default system turn a ChatML template writes before a conversation without one: literal
+# text (no quote, ``+`` or brace, so never the template's ``messages[0]['content']`` branch); the
 # newline is a real one or a Jinja string escape (``\n``).
-_DEFAULT_SYSTEM = re.compile(re.escape(IM_START) + r"system(?:\\n|\n)(.*?)" + re.escape(IM_END), re.S)
+_DEFAULT_SYSTEM = re.compile(re.escape(IM_START) + r"system(?:\\n|\n)([^'\"{}+]*?)" + re.escape(IM_END), re.S)
 
 CHATML_GO_TEMPLATE = (
     "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"

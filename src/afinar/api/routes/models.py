@@ -10,7 +10,6 @@ from fastapi.responses import StreamingResponse
 from afinar.api.deps import get_container, get_principal
 from afinar.api.schemas.models import model_card_object, model_deleted, model_list, model_object
 from afinar.services.container import Container
-from afinar.services.model_export import check_format
 from afinar.services.orgs import Principal
 
 router = APIRouter(tags=["models"])
@@ -51,9 +50,8 @@ def model_export(
     c: Container = Depends(get_container),
 ) -> StreamingResponse:
     """The tuned model as a zip: a GGUF with an Ollama Modelfile, a merged folder, or its adapter."""
-    fmt = check_format(format)
-    chunks = c.model_export.export(p.org_id, model, fmt, card=model_card_object)
-    filename = f"{model.replace(':', '_')}-{fmt}.zip"
+    chunks = c.model_export.export(p.org_id, model, format, card=model_card_object)
+    filename = f"{model.replace(':', '_')}-{format}.zip"
     return StreamingResponse(
         chunks,
         media_type="application/zip",
