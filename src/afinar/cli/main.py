@@ -15,6 +15,7 @@ from afinar.cli.output import fail
 from afinar.config import Settings
 
 if TYPE_CHECKING:
+    import threading
     from pathlib import Path
 
     from afinar.services.container import Container
@@ -117,15 +118,15 @@ def _warm_default_model(c: Container) -> None:
             _warm_engine(c, path, entry.context_length)
 
 
-def _warm_engine(c: Container, path: Path, context_length: int) -> None:
-    """On the llama.cpp backend, convert the base to GGUF and start its server in the background
-    (``AFINAR_LLAMACPP_WARM``): the first chat does not wait ~a minute for it."""
+def _warm_engine(c: Container, path: Path, context_length: int) -> threading.Thread | None:
+    """On the llama.cpp backend, convert the base to GGUF and start its server in a background
+    thread (``AFINAR_LLAMACPP_WARM``): the first chat does not wait ~a minute for it."""
     from afinar.inference.backends import resolve_backend
 
-    if c.settings.llamacpp_warm and resolve_backend(c.settings) == "llamacpp":
-        warm = getattr(c.engine, "warm", None)
-        if warm is not None:
-            warm(path, context_length)
+    if not c.settings.llamacpp_warm or resolve_backend(c.settings) != "llamacpp":
+        return None  # the other backends load on first use; never build an engine for nothing
+    warm = getattr(c.engine, "warm", None)
+    return warm(path, context_length) if warm is not None else None
 
 
 @app.command("worker")

@@ -146,7 +146,8 @@ class Publisher:
             gguf.adapter_gguf(adapter, base, adapter / gguf.ADAPTER_GGUF)
         except Exception as exc:
             log.warning("job %s: GGUF conversion of its adapter failed: %s", job.id, exc)
-            message = f"GGUF conversion failed: {str(exc)[-500:]}"
+            detail = str(exc).removeprefix("GGUF conversion failed: ")[-500:]
+            message = f"GGUF conversion failed: {detail} (it is converted when first served)"
             write(lambda s, j: repo.add_event(s, j, message, level="warning"))
 
     def _seal_artefacts(self, job: Job, final: Path) -> list[str]:

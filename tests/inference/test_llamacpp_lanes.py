@@ -1,0 +1,256 @@
+"""Lanes of the llama.cpp backend: requests of different adapters of one base decode side by side
+on separate servers (one server never batches them together), requests of one adapter share a
+lane, and a published adapter's shipped ``adapter.gguf`` is served without converting it.
+
+Progress is judged by the order of events (the second request's tokens against the first one's
+end), never by the wall clock. The first request runs long: end-of-turn banned, up to the tiny
+model's context. Which lane a request took shows in the lanes the engine started."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from afinar.inference.llamacpp_pool import Lane, choose_lane, lane_shape
+from afinar.inference.types import Delta, Event, Failed, Finished, GenerationRequest, SamplingParams
+from tests.support.adapters import QUESTION, request
+
+pytest.importorskip("xllamacpp")
+
+LONG = 440  # tokens: the tiny model's 512 positions less the prompt
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lanes")
+
+
+@pytest.fixture(scope="module")
+def shipped(models_root: Path, tiny_model_dir: Path, adapters: list[Path]) -> list[Path]:
+    """Copies of adapters 0 and 1 that ship their ``adapter.gguf``, as published ones do, and a
+    copy of adapter 0 shipping adapter 1's GGUF (which one is served shows in the output)."""
+    from afinar.inference.gguf import ADAPTER_GGUF, adapter_gguf
+
+    out = []
+    for i in (0, 1):
+        dest = models_root / "shipped" / f"a{i}"
+        shutil.copytree(adapters[i], dest)
+        adapter_gguf(adapters[i], tiny_model_dir, dest / ADAPTER_GGUF)
+        out.append(dest)
+    swapped = models_root / "shipped" / "a0-with-a1-gguf"
+    shutil.copytree(adapters[0], swapped)
+    shutil.copyfile(out[1] / ADAPTER_GGUF, swapped / ADAPTER_GGUF)
+    return [*out, swapped]
+
+
+def make_engine(models_root: Path, lanes: int) -> Any:
+    from afinar.inference.llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(
+        cache_dir=models_root / "gguf",
+        scratch_dir=models_root / f"scratch-{lanes}",
+        threads=2,
+        parallel=4,
+        lanes=lanes,
+    )
+
+
+@pytest.fixture
+def converter_calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Adapters the engine converts (it still converts them: the list only counts)."""
+    from afinar.inference import llamacpp
+
+    calls: list[Path] = []
+    convert = llamacpp.adapter_gguf
+
+    def counted(source: Path, base: Path, dest: Path) -> Path:
+        calls.append(source)
+        return convert(source, base, dest)
+
+    monkeypatch.setattr(llamacpp, "adapter_gguf", counted)
+    return calls
+
+
+def long_request(base: Path, adapter: Path | None, eos: list[int], tokens: int = LONG) -> GenerationRequest:
+    """``tokens`` tokens exactly (end-of-turn banned); the base's slots hold its 512 positions."""
+    return GenerationRequest(
+        base_path=base,
+        adapter_path=adapter,
+        messages=QUESTION,
+        params=SamplingParams(max_tokens=tokens, temperature=0, logit_bias=dict.fromkeys(eos, -100.0)),
+        context_length=512,
+    )
+
+
+@pytest.fixture(scope="module")
+def eos(tiny_model_dir: Path) -> list[int]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    return sorted({tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")})
+
+
+class Timeline:
+    """Events of several requests in the order they arrived."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Event]] = []
+        self.lock = threading.Lock()
+        self.first_token = {name: threading.Event() for name in ("a", "b")}
+        self.done = {name: threading.Event() for name in ("a", "b")}
+
+    def emit(self, name: str) -> Any:
+        def emit(event: Event) -> None:
+            with self.lock:
+                self.events.append((name, event))
+            if isinstance(event, Delta) and event.text:
+                self.first_token[name].set()
+            if isinstance(event, Finished | Failed):
+                self.done[name].set()
+
+        return emit
+
+    def index(self, name: str, kind: type) -> int:
+        return next(i for i, (n, e) in enumerate(self.events) if n == name and isinstance(e, kind))
+
+    def before(self, name: str, other: str) -> int:
+        """``name``'s deltas that arrived before ``other`` finished."""
+        end = self.index(other, Finished)
+        return sum(1 for n, e in self.events[:end] if n == name and isinstance(e, Delta))
+
+    def finished(self, name: str) -> Finished:
+        event = self.events[self.index(name, Finished | Failed)][1]
+        assert isinstance(event, Finished), event
+        return event
+
+
+def a_then_b(engine: Any, a: GenerationRequest, b: GenerationRequest) -> Timeline:
+    """Start ``a``; once it streams, start ``b``; both to their end."""
+    timeline = Timeline()
+    gone = threading.Event()
+    engine.submit(a, timeline.emit("a"), gone)
+    while not timeline.first_token["a"].wait(0.01):
+        assert not timeline.done["a"].is_set(), timeline.events
+    engine.submit(b, timeline.emit("b"), gone)
+    assert timeline.done["a"].wait(600) and timeline.done["b"].wait(600)
+    return timeline
+
+
+def lanes_of(engine: Any) -> list[Lane]:
+    [base] = engine._bases.values()
+    return list(base.lanes)
+
+
+def test_choose_lane() -> None:
+    def lane(index: int, parallel: int = 4, **running: int) -> Lane:
+        out = Lane(index=index, threads=1, parallel=parallel)
+        out.running.update({None if k == "base" else k: v for k, v in running.items()})
+        return out
+
+    assert choose_lane([], "x", cap=2) == 0  # the first request starts lane 0
+    assert choose_lane([lane(0, x=1), lane(1)], "x", cap=2) == 0  # batches with its adapter
+    assert choose_lane([lane(0, y=1), lane(1, x=1)], "x", cap=2) == 1
+    assert choose_lane([lane(0, parallel=1, x=1), lane(1)], "x", cap=2) == 1  # full: an idle lane
+    assert choose_lane([lane(0, y=1), lane(1)], "x", cap=2) == 1  # an idle lane
+    assert choose_lane([lane(0), lane(1)], "x", cap=2) == 0  # lane 0 first
+    assert choose_lane([lane(0, y=1)], "x", cap=2) == 1  # a new lane
+    assert choose_lane([lane(0, y=1)], "base", cap=1) == 0  # no more lanes: take turns
+    assert choose_lane([lane(0, y=3), lane(1, parallel=2, z=1)], "x", cap=2) == 1  # least loaded
+    assert lane_shape(0, threads=8, parallel=8, lanes=4) == (8, 8)
+    assert lane_shape(3, threads=8, parallel=8, lanes=4) == (1, 2)
+    assert lane_shape(1, threads=2, parallel=1, lanes=2) == (1, 1)
+
+
+def test_different_adapters_progress_together_on_two_lanes(
+    models_root: Path, tiny_model_dir: Path, shipped: list[Path], eos: list[int]
+) -> None:
+    engine = make_engine(models_root, lanes=2)
+    try:
+        first = long_request(tiny_model_dir, shipped[0], eos)
+        second = long_request(tiny_model_dir, shipped[1], eos)
+        for adapter in shipped[:2]:  # both adapters loaded: no server swap below
+            engine.generate_sync(long_request(tiny_model_dir, adapter, eos, tokens=1), timeout=600)
+        timeline = a_then_b(engine, first, second)
+        assert timeline.before("b", "a") > 0  # b did not wait for a
+        assert timeline.finished("a").completion_tokens == timeline.finished("b").completion_tokens == LONG
+        # a on lane 0 (all threads), b on a second lane (one thread) started for it
+        assert [(lane.threads, lane.parallel) for lane in lanes_of(engine)] == [(2, 4), (1, 2)]
+    finally:
+        engine.close()
+
+
+def test_one_lane_serves_different_adapters_in_turns(
+    models_root: Path, tiny_model_dir: Path, shipped: list[Path], eos: list[int]
+) -> None:
+    """lanes=1 is the single server of old: both requests run on it (llama.cpp decodes the two
+    adapters' slots in separate steps, never in one batch: the limit lanes lift)."""
+    engine = make_engine(models_root, lanes=1)
+    try:
+        for adapter in shipped[:2]:
+            engine.generate_sync(long_request(tiny_model_dir, adapter, eos, tokens=1), timeout=600)
+        timeline = a_then_b(
+            engine,
+            long_request(tiny_model_dir, shipped[0], eos),
+            long_request(tiny_model_dir, shipped[1], eos),
+        )
+        assert timeline.finished("a").completion_tokens == timeline.finished("b").completion_tokens == LONG
+        assert [(lane.threads, lane.parallel) for lane in lanes_of(engine)] == [(2, 4)]
+    finally:
+        engine.close()
+
+
+def test_same_adapter_shares_a_lane_and_shipped_ggufs_are_not_converted(
+    models_root: Path, tiny_model_dir: Path, shipped: list[Path], eos: list[int], converter_calls: list[Path]
+) -> None:
+    engine = make_engine(models_root, lanes=2)
+    try:
+        timeline = a_then_b(
+            engine,
+            long_request(tiny_model_dir, shipped[0], eos),
+            long_request(tiny_model_dir, shipped[0], eos),
+        )
+        assert timeline.before("b", "a") > 0  # they batch
+        assert len(lanes_of(engine)) == 1  # no second lane for the same adapter
+
+        def greedy(adapter: Path | None) -> str:
+            result = engine.generate_sync(long_request(tiny_model_dir, adapter, eos, tokens=8), 600)
+            return str(result.choices[0].text)
+
+        # adapter 0's files with adapter 1's GGUF answer as adapter 1: the shipped GGUF is served
+        assert greedy(shipped[2]) == greedy(shipped[1]) != greedy(shipped[0])
+        assert greedy(shipped[0]) != greedy(None)
+        assert converter_calls == []
+    finally:
+        engine.close()
+
+
+def test_an_adapter_without_a_gguf_is_converted_on_first_use(
+    models_root: Path, tiny_model_dir: Path, adapters: list[Path], converter_calls: list[Path]
+) -> None:
+    engine = make_engine(models_root, lanes=2)
+    try:
+        for _ in range(2):
+            engine.generate_sync(request(tiny_model_dir, adapters[2], max_tokens=2), timeout=600)
+        assert converter_calls == [adapters[2]]  # once
+    finally:
+        engine.close()
+
+
+@pytest.fixture
+def warm_engine(models_root: Path) -> Iterator[Any]:
+    engine = make_engine(models_root, lanes=2)
+    yield engine
+    engine.close()
+
+
+def test_warm_starts_lane_zero(warm_engine: Any, tiny_model_dir: Path) -> None:
+    warm_engine.warm(tiny_model_dir, 512).join(600)
+    [lane] = lanes_of(warm_engine)
+    assert lane.index == 0 and lane.current is not None and lane.current.server is not None
+    result = warm_engine.generate_sync(request(tiny_model_dir, max_tokens=2), timeout=600)
+    assert result.completion_tokens == 2 and len(lanes_of(warm_engine)) == 1
