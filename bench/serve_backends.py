@@ -49,7 +49,7 @@ async def scenario(engine: Any, requests: list[Any]) -> dict[str, Any]:
     }
 
 
-def build(backend: str, workdir: Path, threads: int, base_type: str) -> Any:
+def build(backend: str, workdir: Path, threads: int, base_type: str, lanes: int) -> Any:
     if backend == "builtin":
         from afinar.inference.engine import HFEngine
 
@@ -62,6 +62,7 @@ def build(backend: str, workdir: Path, threads: int, base_type: str) -> Any:
         base_type=base_type,
         threads=threads,
         parallel=8,
+        lanes=lanes,
     )
 
 
@@ -71,6 +72,7 @@ def main() -> None:
     ap.add_argument("--backends", default="builtin,llamacpp")
     ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: the CPUs available)")
     ap.add_argument("--base-type", default="f16", choices=["f16", "q8_0"])
+    ap.add_argument("--lanes", type=int, default=0, help="llama.cpp lanes (0: one per CPU)")
     ap.add_argument("--workdir", type=Path, default=Path(".afinar/bench"))
     ap.add_argument("--skip-hf-generate", action="store_true")
     args = ap.parse_args()
@@ -100,9 +102,10 @@ def main() -> None:
     setup_s: dict[str, float] = {}
 
     async def run(backend: str) -> None:
-        engine = build(backend, args.workdir, args.threads, args.base_type)
+        engine = build(backend, args.workdir, args.threads, args.base_type, args.lanes)
         start = time.perf_counter()
         await scenario(engine, [req(0, None), *[req(0, a) for a in adapters]])  # loads, conversions
+        await scenario(engine, mixed)  # and the lanes a mixed burst starts
         setup_s[backend] = round(time.perf_counter() - start, 1)
         results[f"{backend}/single_base"] = await scenario(engine, [req(0, None)])
         results[f"{backend}/single_adapter"] = await scenario(engine, [req(0, adapters[0])])
@@ -121,7 +124,8 @@ def main() -> None:
     )
     print(
         f"\nSmolLM2-135M, {args.tokens} new tokens/request, prompt {prompt_tokens} tokens, "
-        f"cpus={os.cpu_count()}, load avg={os.getloadavg()[0]:.1f}, llama.cpp base {args.base_type}"
+        f"cpus={os.cpu_count()}, load avg={os.getloadavg()[0]:.1f}, llama.cpp base {args.base_type}, "
+        f"lanes {args.lanes or 'one per CPU'}"
     )
     print(
         f"{'scenario':<28}{'reqs':>5}{'tokens':>8}{'wall s':>8}{'tok/s':>8}{'TTFT ms':>9}"

@@ -132,6 +132,8 @@ class _Call:
     adapter: str | None
     prompt: list[int]
     max_new: int
+    unfinished: int = 1  # choices still generating; the lane counts the request until none is
+    on_lane: bool = True
 
 
 class LlamaCppEngine:
@@ -297,6 +299,7 @@ class LlamaCppEngine:
                 return
             emit(Started(prompt_tokens=len(call.prompt)))
             n = request.params.n
+            call.unfinished = n
             threads = [
                 threading.Thread(
                     target=self._choice, args=(call, request, i, emit, cancelled, incremental), daemon=True
@@ -348,6 +351,7 @@ class LlamaCppEngine:
                 if reason:
                     usage = chunk.get("usage") or {}
                     state["finished"] = True
+                    self._choice_done(call)  # first: the caller may send its next request at once
                     emit(Finished(index, finish_reason(reason), int(usage.get("completion_tokens", 0))))
             return False
 
@@ -508,11 +512,24 @@ class LlamaCppEngine:
         thread.start()
         return thread
 
-    def _release(self, call: _Call) -> None:
+    def _choice_done(self, call: _Call) -> None:
+        """One choice has finished; with the last one the request leaves its lane's count, so that
+        a request sent as soon as this one's answer arrives finds the lane idle."""
         with self._lock:
+            call.unfinished -= 1
+            if call.unfinished <= 0:
+                self._leave_lane(call)
+
+    def _leave_lane(self, call: _Call) -> None:  # caller holds self._lock
+        if call.on_lane:
+            call.on_lane = False
             call.lane.running[call.adapter] -= 1
             if call.lane.running[call.adapter] <= 0:
                 del call.lane.running[call.adapter]
+
+    def _release(self, call: _Call) -> None:
+        with self._lock:
+            self._leave_lane(call)
             call.server.users -= 1
             done = call.server.retired and call.server.users <= 0
         if done:
