@@ -164,14 +164,19 @@ def test_two_processes_match_one_checkpoint_and_resume_after_a_rank_is_killed(
     assert resumed.of("done")[0]["trained_tokens"] == one.of("done")[0]["trained_tokens"]
 
 
-def test_pause_stops_every_rank_after_the_same_step(make_spec: SpecFactory, tmp_path: Path) -> None:
-    spec = make_spec(output_dir=str(tmp_path / "p"), step_delay_seconds=1.0)
+def paused_after_first_step(spec: TrainSpec, tmp_path: Path) -> dict[str, Any]:
+    """Launch ``spec`` on 2 ranks, pause it once a step is done; its ``paused`` event."""
     job = Launched(spec, tmp_path, "pause")
-    first = job.until("step")
-    assert first is not None
+    assert job.until("step") is not None
     job.child.pause()
     job.until(None)
     assert job.child.wait() == 0, job.tail()
     paused = job.events[-1]
     assert paused["event"] == "paused" and paused["step"] < 6, job.events
+    return paused
+
+
+def test_pause_stops_every_rank_after_the_same_step(make_spec: SpecFactory, tmp_path: Path) -> None:
+    spec = make_spec(output_dir=str(tmp_path / "p"), step_delay_seconds=1.0)
+    paused = paused_after_first_step(spec, tmp_path)
     assert Path(paused["path"], "state.json").is_file()

@@ -18,7 +18,7 @@ from afinar.training.checkpoint import load_optimizer_state
 from afinar.training.loop import run_training
 from afinar.training.sharding import strategy
 from tests.training.conftest import Recorder, SpecFactory
-from tests.training.test_distributed import Launched, close
+from tests.training.test_distributed import Launched, close, paused_after_first_step
 
 WEIGHTS = "model.safetensors"
 ATOL = 1e-5
@@ -109,14 +109,7 @@ def test_two_sharded_processes_match_one_and_their_checkpoints_resume_anywhere(
 
 def test_a_paused_sharded_job_writes_the_whole_model(make_spec: SpecFactory, tmp_path: Path) -> None:
     spec = make_spec(output_dir=str(tmp_path / "p"), method="full", step_delay_seconds=1.0)
-    job = Launched(spec, tmp_path, "pause")
-    first = job.until("step")
-    assert first is not None
-    job.child.pause()
-    job.until(None)
-    assert job.child.wait() == 0, job.tail()
-    paused = job.events[-1]
-    assert paused["event"] == "paused" and paused["step"] < 6, job.events
+    paused = paused_after_first_step(spec, tmp_path)
     weights = load_file(str(Path(paused["path"]) / WEIGHTS))
     assert weights["model.embed_tokens.weight"].shape == (400, 64)  # the tiny model's, unsharded
     assert set(load_optimizer_state(paused["path"])["state"]) == set(range(len(weights)))
