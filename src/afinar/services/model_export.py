@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from afinar.errors import InvalidRequest
+from afinar.inference.gguf import ADAPTER_GGUF
 from afinar.services import audit, modelfile
 from afinar.services.model_card import CARD_NAME
 
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 FORMATS = ("gguf", "merged", "peft")
 MERGED_GGUF = "model.gguf"
-ADAPTER_GGUF = "adapter.gguf"
 MODELFILE = "Modelfile"
 SPOOL_BYTES = 64 * 1024 * 1024
 _STORED = (".safetensors", ".gguf", ".bin")  # weights do not compress: stored, not deflated

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from afinar.domain.models import ServableModel
 from afinar.errors import InvalidRequest, NotFound
 from afinar.ids import parse_model_name
+from afinar.inference.gguf import ADAPTER_GGUF
 from afinar.services import audit
 from afinar.services.model_card import CARD_NAME
 from afinar.store import admin as admin_repo
@@ -171,7 +172,7 @@ class ModelsService:
         )
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for member, _size, stream in self.artefacts.members(org_id, adapter):
-                skip = (CARD_NAME, "optimizer.pt", "state.json", "adapter.gguf")  # the GGUF: format=gguf
+                skip = (CARD_NAME, "optimizer.pt", "state.json", ADAPTER_GGUF)  # the GGUF: format=gguf
                 if PurePosixPath(member).name not in skip:
                     with zf.open(member, "w") as out:
                         shutil.copyfileobj(stream, out, 1024 * 1024)
