@@ -83,6 +83,23 @@ def test_cancel_revokes_the_lease(db, org: str) -> None:  # type: ignore[no-unty
     assert claim(db, "w2", 30) is None  # cancelled jobs are never claimed
 
 
+def test_a_cancel_that_read_before_a_claim_still_fences_the_claimer(db, org: str) -> None:  # type: ignore[no-untyped-def]
+    """The cancel reads the job, a worker claims it (token + 1) before the cancel writes: the
+    worker's lease must still be lost, or it would publish a cancelled job as succeeded."""
+    add_job(db, org)
+    with db.session() as s:
+        job = repo.get_any(s, add_job(db, org))
+        assert job is not None
+        other = claim(db, "w0", 30)  # the first job: this one is still free
+        assert other is not None
+        lease = claim(db, "w1", 30)  # claims the job the cancel has read, after the read
+        assert lease is not None and lease.job_id == job.id
+        job.status = JobStatus.CANCELLED
+        revoke(s, job)
+    with pytest.raises(LeaseLost):
+        heartbeat(db, lease, 30)
+
+
 def test_released_paused_job_waits_until_resumed(db, org: str) -> None:  # type: ignore[no-untyped-def]
     job_id = add_job(db, org, JobStatus.RUNNING)
     lease = claim(db, "w1", 0.1)

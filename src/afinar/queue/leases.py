@@ -111,8 +111,12 @@ class _Leased(Generic[_Row]):
 
     @staticmethod
     def revoke(row: _Row) -> None:
-        """Take the lease away from whoever holds it (cancellation): its next write fails."""
-        row.lease_token = row.lease_token + 1
+        """Take the lease away from whoever holds it (cancellation): its next write fails.
+
+        The token is incremented by the database when the row is written, not from the value this
+        session read: a worker may have claimed the row (token + 1) since, and a token computed
+        from the stale read would hand that worker's lease back to it."""
+        row.lease_token = type(row).lease_token + 1
         row.lease_owner = None
         row.lease_expires_at = None
 
