@@ -101,10 +101,12 @@ class Settings(BaseSettings):
     llamacpp_threads: int = Field(default=0, ge=0)
     llamacpp_parallel: int = Field(default=8, ge=1)
     # llama.cpp servers ("lanes") per base, so requests of different adapters decode side by side
-    # (docs/serving-llamacpp.md; 0: one per CPU this process may use; 1: one server, they take
-    # turns); warm the bundled base (convert, start) at `afinar serve`; convert each published
-    # adapter to a GGUF LoRA when its job publishes (unset: when the backend resolves to llamacpp).
+    # (docs/serving-llamacpp.md; 0: the wide lane plus two one-thread lanes per CPU, at most 8;
+    # 1: one server, they take turns) and how long an idle one-thread lane lives; warm the
+    # bundled base (convert, start) at `afinar serve`; convert each published adapter to a GGUF
+    # LoRA when its job publishes (unset: when the backend resolves to llamacpp).
     llamacpp_lanes: int = Field(default=0, ge=0)
+    llamacpp_lane_idle_s: float = Field(default=60.0, ge=0)
     llamacpp_warm: bool = True
     gguf_at_publish: bool | None = None
     # vllm backend (docs/serving.md): the OpenAI-compatible server's URL (http://gpu-node:8000)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from afinar.inference.llamacpp_pool import Lane, choose_lane, lane_shape
+from afinar.inference.llamacpp_pool import Lane, choose_lane, default_lanes, lane_shape
 from afinar.inference.types import Delta, Event, Failed, Finished, GenerationRequest, SamplingParams
 from tests.support.adapters import QUESTION, request
 
@@ -148,22 +148,27 @@ def lanes_of(engine: Any) -> list[Lane]:
 
 def test_choose_lane() -> None:
     def lane(index: int, parallel: int = 4, **running: int) -> Lane:
-        out = Lane(index=index, threads=1, parallel=parallel)
+        out = Lane(index=index, threads=2 if index == 0 else 1, parallel=parallel)
         out.running.update({None if k == "base" else k: v for k, v in running.items()})
         return out
 
-    assert choose_lane([], "x", cap=2) == 0  # the first request starts lane 0
-    assert choose_lane([lane(0, x=1), lane(1)], "x", cap=2) == 0  # batches with its adapter
-    assert choose_lane([lane(0, y=1), lane(1, x=1)], "x", cap=2) == 1
-    assert choose_lane([lane(0, parallel=1, x=1), lane(1)], "x", cap=2) == 1  # full: an idle lane
-    assert choose_lane([lane(0, y=1), lane(1)], "x", cap=2) == 1  # an idle lane
-    assert choose_lane([lane(0), lane(1)], "x", cap=2) == 0  # lane 0 first
-    assert choose_lane([lane(0, y=1)], "x", cap=2) == 1  # a new lane
+    assert choose_lane([], "x", cap=3) == 0  # the first request starts the wide lane 0
+    assert choose_lane([lane(0), lane(1), lane(2)], "x", cap=3) == 0  # an idle base: lane 0
+    assert choose_lane([lane(0, x=1), lane(1)], "x", cap=3) == 0  # batches with its adapter
+    assert choose_lane([lane(0, y=1), lane(1, x=1)], "x", cap=3) == 1
+    assert choose_lane([lane(0, parallel=1, x=1), lane(1)], "x", cap=3) == 1  # full: an idle lane
+    assert choose_lane([lane(0, y=1), lane(1)], "x", cap=3) == 1  # an idle one-thread lane
+    # lane 0 takes no new adapter beside busy one-thread lanes: its threads would fight theirs
+    assert choose_lane([lane(0), lane(1, y=1)], "x", cap=3) == 2
+    assert choose_lane([lane(0), lane(1, y=1), lane(2, z=1)], "x", cap=3) == 1  # least loaded
+    assert choose_lane([lane(0, y=1)], "x", cap=3) == 1  # a new lane
     assert choose_lane([lane(0, y=1)], "base", cap=1) == 0  # no more lanes: take turns
-    assert choose_lane([lane(0, y=3), lane(1, parallel=2, z=1)], "x", cap=2) == 1  # least loaded
-    assert lane_shape(0, threads=8, parallel=8, lanes=4) == (8, 8)
-    assert lane_shape(3, threads=8, parallel=8, lanes=4) == (1, 2)
+    assert choose_lane([lane(0, y=1), lane(1, parallel=2, z=2), lane(2, w=1)], "x", cap=3) == 2
+    assert lane_shape(0, threads=8, parallel=8, lanes=5) == (8, 8)
+    assert lane_shape(3, threads=8, parallel=8, lanes=5) == (1, 2)
+    assert lane_shape(1, threads=2, parallel=4, lanes=2) == (1, 4)
     assert lane_shape(1, threads=2, parallel=1, lanes=2) == (1, 1)
+    assert default_lanes(1) == 3 and default_lanes(2) == 5 and default_lanes(16) == 9
 
 
 def test_different_adapters_progress_together_on_two_lanes(
@@ -179,7 +184,7 @@ def test_different_adapters_progress_together_on_two_lanes(
         assert timeline.before("b", "a") > 0  # b did not wait for a
         assert timeline.finished("a").completion_tokens == timeline.finished("b").completion_tokens == LONG
         # a on lane 0 (all threads), b on a second lane (one thread) started for it
-        assert [(lane.threads, lane.parallel) for lane in lanes_of(engine)] == [(2, 4), (1, 2)]
+        assert [(lane.threads, lane.parallel) for lane in lanes_of(engine)] == [(2, 4), (1, 4)]
     finally:
         engine.close()
 
@@ -254,3 +259,79 @@ def test_warm_starts_lane_zero(warm_engine: Any, tiny_model_dir: Path) -> None:
     assert lane.index == 0 and lane.current is not None and lane.current.server is not None
     result = warm_engine.generate_sync(request(tiny_model_dir, max_tokens=2), timeout=600)
     assert result.completion_tokens == 2 and len(lanes_of(warm_engine)) == 1
+
+
+@pytest.fixture
+def server_starts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(lane, adapters) of each llama.cpp server the engine starts (it still starts them)."""
+    from afinar.inference import llamacpp
+
+    starts: list[tuple[int, int]] = []
+    start = llamacpp.start_server
+
+    def counted(base: Any, lane: Lane, loras: list[Path], **kwargs: Any) -> Any:
+        starts.append((lane.index, len(loras)))
+        return start(base, lane, loras, **kwargs)
+
+    monkeypatch.setattr(llamacpp, "start_server", counted)
+    return starts
+
+
+def test_using_adapters_in_any_order_never_restarts_a_server(
+    models_root: Path, tiny_model_dir: Path, shipped: list[Path], server_starts: list[tuple[int, int]]
+) -> None:
+    """The base's adapters are an LRU, reordered by every use; a server holding them all serves
+    each of them, whatever the order (a restart costs the caller a second or more). A deleted
+    model's adapter is dropped: the next request gets a server without it."""
+    engine = make_engine(models_root, lanes=1)
+    try:
+        for adapter in (shipped[0], shipped[1], shipped[0], None, shipped[1], shipped[0], None):
+            result = engine.generate_sync(request(tiny_model_dir, adapter, max_tokens=2), timeout=600)
+            assert result.completion_tokens == 2
+        assert server_starts == [(0, 1), (0, 2)]  # the first adapter, then both: nothing more
+        assert engine.unload(shipped[0])
+        engine.generate_sync(request(tiny_model_dir, shipped[1], max_tokens=2), timeout=600)
+        assert server_starts == [(0, 1), (0, 2), (0, 1)]
+        [lane] = lanes_of(engine)
+        assert lane.current is not None and len(lane.current.adapters) == 1
+    finally:
+        engine.close()
+
+
+def test_an_idle_one_thread_lane_stops_and_starts_again(
+    models_root: Path, tiny_model_dir: Path, shipped: list[Path], eos: list[int]
+) -> None:
+    """With ``lane_idle_s=0`` a one-thread lane's server stops as soon as it has no work (its KV
+    cache is memory); the wide lane 0 stays, and the next burst starts the lane again."""
+    from afinar.inference.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(
+        cache_dir=models_root / "gguf",
+        scratch_dir=models_root / "scratch-idle",
+        threads=2,
+        parallel=4,
+        lanes=2,
+        lane_idle_s=0,
+    )
+    try:
+        for adapter in shipped[:2]:
+            engine.generate_sync(long_request(tiny_model_dir, adapter, eos, tokens=1), timeout=600)
+        for _ in range(2):
+            admitted = lanes_of(engine)[-1].admitted if len(lanes_of(engine)) > 1 else 0
+            timeline = a_then_b(
+                engine,
+                long_request(tiny_model_dir, shipped[0], eos),
+                long_request(tiny_model_dir, shipped[1], eos, tokens=64),
+            )
+            assert timeline.finished("b").completion_tokens == 64
+            wide, narrow = lanes_of(engine)
+            assert narrow.admitted == admitted + 1  # b ran on the one-thread lane
+            # the request leaves its lane just after its last event: wait for that, boundedly
+            for _ in range(6000):
+                if narrow.current is None:
+                    break
+                threading.Event().wait(0.01)
+            assert narrow.current is None and narrow.busy == 0
+            assert wide.current is not None and wide.current.server is not None
+    finally:
+        engine.close()

@@ -20,9 +20,10 @@ Why it looks the way it does:
 - **Lanes, so different adapters do not take turns**: one llama.cpp server batches in a decode
   step only the slots whose adapter scales equal those of the first busy slot, so concurrent
   requests of different adapters of one base would be served group after group. A base has up
-  to ``AFINAR_LLAMACPP_LANES`` servers ("lanes"): lane 0 with all threads, extra one-thread
-  lanes started when a request's adapter is not running anywhere and no lane is idle
-  (``llamacpp_pool.choose_lane``). Within one lane, different adapters still take turns.
+  to ``AFINAR_LLAMACPP_LANES`` servers ("lanes"): the wide lane 0 with all threads, used when
+  the base is otherwise idle, and one-thread lanes for concurrent requests, started when needed
+  and stopped when idle (``llamacpp_pool.choose_lane``). Within one lane, different adapters
+  still take turns.
 - **Explicit LoRA scales on every request**: llama.cpp applies its global scales to a request
   without a ``lora`` field, so each request lists every adapter of its server, 1.0 for its own
   and 0.0 for the others (all 0.0 for the base). Conversions and server swaps never block other
@@ -73,6 +74,7 @@ from afinar.inference.llamacpp_pool import (
     Lane,
     Server,
     choose_lane,
+    default_lanes,
     lane_shape,
     start_server,
     stop_server,
@@ -108,6 +110,7 @@ def build(context: EngineContext) -> LlamaCppEngine:
         threads=settings.llamacpp_threads,
         parallel=settings.llamacpp_parallel,
         lanes=settings.llamacpp_lanes,
+        lane_idle_s=settings.llamacpp_lane_idle_s,
         adapter_cache_size=settings.adapter_cache_size,
         max_queued_requests=settings.max_queued_requests,
         opener=context.opener,
@@ -146,6 +149,7 @@ class LlamaCppEngine:
         threads: int = 0,
         parallel: int = 8,
         lanes: int = 0,
+        lane_idle_s: float = 60.0,
         adapter_cache_size: int = 8,
         max_queued_requests: int = 32,
         opener: Opener | None = None,
@@ -155,7 +159,8 @@ class LlamaCppEngine:
         self.base_type = base_type
         self.threads = threads or default_threads()
         self.parallel = max(1, parallel)
-        self.lanes = lanes or default_threads()  # 1: one server per base
+        self.lanes = lanes or default_lanes(default_threads())  # 1: one server per base
+        self.lane_idle_s = lane_idle_s  # a one-thread lane stops after this long without work
         self.adapter_cache_size = max(1, adapter_cache_size)
         self.max_queued_requests = max(1, max_queued_requests)
         self.opener = opener
@@ -390,6 +395,7 @@ class LlamaCppEngine:
                 with self._lock:  # the counts _release, _retire_server and choose_lane read
                     server.users += 1
                     lane.running[key] += 1
+                    lane.admitted += 1
             return _Call(base, lane, server, key, prompt, max_new)
         raise RateLimited("Too many adapters are in use at once; please retry shortly.", retry_after=1.0)
 
@@ -474,8 +480,9 @@ class LlamaCppEngine:
         return self._adapter_dir
 
     def _lane(self, base: Base, adapter: str | None) -> tuple[Lane, Server]:
-        """The lane a request of ``adapter`` runs on and its server holding exactly the base's
-        adapters, started if needed (caller holds ``base.lock``)."""
+        """The lane a request of ``adapter`` runs on and a server of it that holds ``adapter``
+        and no adapter the base dropped; a new one with all the base's adapters if the current one
+        does not (caller holds ``base.lock``)."""
         with self._lock:
             index = choose_lane(base.lanes, adapter, self.lanes)
         if index == len(base.lanes):
@@ -486,7 +493,7 @@ class LlamaCppEngine:
         lane = base.lanes[index]
         wanted = tuple(base.adapters)
         current = lane.current
-        if current is not None and current.adapters == wanted:
+        if current is not None and current.serves(adapter, wanted):
             return lane, current
         loras = [base.adapters[k].gguf for k in wanted]
         server = Server(start_server(base, lane, loras, debug=log.isEnabledFor(logging.DEBUG)), wanted)
@@ -532,8 +539,30 @@ class LlamaCppEngine:
             self._leave_lane(call)
             call.server.users -= 1
             done = call.server.retired and call.server.users <= 0
+            idle_lane = call.lane.index > 0 and call.lane.busy == 0
+            admitted = call.lane.admitted
         if done:
             stop_server(call.server)
+        if idle_lane:
+            self._stop_when_idle(call.base, call.lane, admitted)
+
+    def _stop_when_idle(self, base: Base, lane: Lane, admitted: int) -> None:
+        """Stop a one-thread lane's server once it has had no work for ``lane_idle_s`` seconds
+        (its KV cache is memory); it starts again when a burst needs it."""
+        if self.lane_idle_s <= 0:
+            self._stop_lane(base, lane, admitted)
+            return
+        timer = threading.Timer(self.lane_idle_s, self._stop_lane, (base, lane, admitted))
+        timer.daemon = True
+        timer.start()
+
+    def _stop_lane(self, base: Base, lane: Lane, admitted: int) -> None:
+        with base.lock, self._lock:
+            if self._closed or lane.busy or lane.admitted != admitted or lane.current is None:
+                return  # busy again, or used since it went idle: a later call decides
+            server, lane.current = lane.current, None
+        log.info("llama.cpp: lane %d of %s stopped (idle)", lane.index, base.path)
+        self._retire_server(server)
 
     def _retire(self, base: Base) -> None:
         """Stop serving a base: its server closes once idle, its adapter files go."""

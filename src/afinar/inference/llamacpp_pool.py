@@ -7,19 +7,24 @@ different adapters take turns group by group. So a base has up to ``lanes`` serv
 GGUF (memory-mapped: the base's weights are in memory once), each holding all of the base's
 adapters:
 
-- lane 0 runs with ``threads`` threads (all cores by default) and ``parallel`` slots: alone, it
-  is what a single server always was;
-- extra lanes run with one thread each (several multi-threaded OpenMP servers in one process
-  slow each other down badly, while one-thread servers do not disturb lane 0) and fewer slots
-  (``parallel // lanes``, at least 2), which bounds their KV cache. They start only when needed.
+- lane 0, the *wide* lane, runs with ``threads`` threads (all cores by default) and
+  ``parallel`` slots: a single stream decodes there at llama.cpp's full speed;
+- the other lanes run with one thread each and fewer slots (``parallel // (lanes - 1)``, at
+  least 2, which bounds their KV cache); they start when needed and stop after ``idle_s``
+  seconds without work. Several one-thread servers share the cores well, even more of them than
+  cores; a multi-threaded one beside busy neighbours does not (its threads wait for each other
+  at every step while the neighbours hold the cores), so the wide lane takes new work only while
+  the whole base is idle.
 
-:func:`choose_lane` places a request: on a lane already decoding its adapter (they batch), else
-on an idle lane (lane 0 first), else on a new lane while under the cap, else on the least loaded
-lane (where it takes turns with the other adapters, as on a single server).
+:func:`choose_lane` places a request: on a lane already decoding its adapter (they batch); on
+the wide lane when the base runs nothing; else on an idle one-thread lane, a new one while under
+the cap, or the least loaded one (where it takes turns with the other adapters, as on a single
+server).
 
-A lane's server holds a fixed list of adapters (llama.cpp fixes them at start). When the base's
-list changes, a lane gets a new server on its next use and the old one closes once the requests
-it runs are done: no caller sees a restart.
+A lane's server holds a fixed list of adapters (llama.cpp fixes them at start). A lane gets a new
+server when a request needs an adapter its server lacks, or the base dropped one the server
+holds (evicted, or a deleted model's); the old one closes once the requests it runs are done: no
+caller sees a restart. Using the adapters in any order never restarts a server.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +51,12 @@ class Server:
     users: int = 0
     retired: bool = False
 
+    def serves(self, adapter: str | None, held: Collection[str]) -> bool:
+        """Whether a request of ``adapter`` can run here while the base holds ``held``: the
+        server has that adapter and none the base has dropped (evicted, or a deleted model's).
+        The order of ``held`` (the LRU's) does not matter: using an adapter must not restart."""
+        return (adapter is None or adapter in self.adapters) and set(self.adapters) <= set(held)
+
     def lora(self, adapter: str | None) -> list[dict[str, Any]]:
         """Every adapter's scale for one request: 1.0 for its own, 0.0 for the rest (all 0.0 for
         the base): llama.cpp applies its global scales to a request without them."""
@@ -60,6 +72,7 @@ class Lane:
     parallel: int
     current: Server | None = None
     running: Counter[str | None] = field(default_factory=Counter)  # requests per adapter (None: base)
+    admitted: int = 0  # requests ever placed here: an idle lane's stop is off if it moved
 
     @property
     def busy(self) -> int:
@@ -86,31 +99,41 @@ class Base:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def default_lanes(cpus: int) -> int:
+    """The wide lane plus one-thread lanes: two per CPU, at most 8 (their KV caches)."""
+    return 1 + min(2 * max(1, cpus), 8)
+
+
 def choose_lane(lanes: list[Lane], adapter: str | None, cap: int) -> int:
     """The index of the lane a request of ``adapter`` should run on; ``len(lanes)``: start one.
 
     1. a lane already decoding ``adapter`` with a free slot: the requests batch there;
-    2. an idle lane, the lowest first (lane 0 is the fastest);
-    3. a new lane, while fewer than ``cap`` run;
-    4. the least loaded lane (relative to its slots), the lowest first on a tie.
+    2. the wide lane 0 when no lane runs anything;
+    3. an idle one-thread lane, the lowest first;
+    4. a new lane, while fewer than ``cap`` exist;
+    5. the least loaded one-thread lane (relative to its slots), the lowest first on a tie; lane 0
+       when it is the only one.
     """
     for lane in lanes:
         if lane.running[adapter] > 0 and lane.busy < lane.parallel:
             return lane.index
-    for lane in lanes:
+    if all(lane.busy == 0 for lane in lanes):
+        return 0
+    narrow = lanes[1:]
+    for lane in narrow:
         if lane.busy == 0:
             return lane.index
     if len(lanes) < max(1, cap):
         return len(lanes)
-    return min(lanes, key=lambda lane: (lane.busy / lane.parallel, lane.index)).index
+    return min(narrow or lanes, key=lambda lane: (lane.busy / lane.parallel, lane.index)).index
 
 
 def lane_shape(index: int, *, threads: int, parallel: int, lanes: int) -> tuple[int, int]:
-    """Threads and slots of lane ``index``: lane 0 gets all of them, an extra lane one thread and
-    ``parallel // lanes`` slots (at least 2, at most ``parallel``)."""
+    """Threads and slots of lane ``index``: lane 0 gets all of them, a one-thread lane
+    ``parallel // (lanes - 1)`` slots (at least 2, at most ``parallel``)."""
     if index == 0:
         return threads, parallel
-    return 1, min(parallel, max(2, parallel // max(1, lanes)))
+    return 1, min(parallel, max(2, parallel // max(1, lanes - 1)))
 
 
 def start_server(base: Base, lane: Lane, loras: list[Path], *, debug: bool = False) -> Any:
