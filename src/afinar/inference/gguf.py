@@ -10,7 +10,8 @@ their modules never mix with this process's.
   outputs, so gate it with an evaluation). They are cached in ``<models_dir>/gguf`` keyed by the
   source directory and its files' sizes and times, written atomically under a file lock, so
   several processes convert once.
-- Adapters become a GGUF LoRA (f16) next to nothing else: the caller chooses where. A job that
+- Adapters become a GGUF LoRA in f32 (its matrices are small, and llama.cpp applies f32 ones
+  faster than f16 on CPUs without native f16 arithmetic); the caller chooses where. A job that
   publishes writes ``adapter.gguf`` (:data:`ADAPTER_GGUF`) into its adapter directory, sealed with
   it (``services/publication.py``); the engine copies a shipped one into a private scratch
   directory (tuned adapters are customer data, encrypted at rest) and converts only adapters
@@ -94,8 +95,8 @@ def base_gguf(model_dir: Path, cache_dir: Path, outtype: str = "f16") -> Path:
 
 
 def adapter_gguf(adapter_dir: Path, base_dir: Path, dest: Path) -> Path:
-    """Convert a PEFT LoRA adapter of ``base_dir`` to a GGUF LoRA at ``dest`` (f16)."""
-    args = ["lora", str(adapter_dir), "--base", str(base_dir), "--outtype", "f16"]
+    """Convert a PEFT LoRA adapter of ``base_dir`` to a GGUF LoRA at ``dest`` (f32)."""
+    args = ["lora", str(adapter_dir), "--base", str(base_dir), "--outtype", "f32"]
     _convert_atomically(args, dest)
     log.info("converted adapter %s to %s", adapter_dir, dest)
     return dest

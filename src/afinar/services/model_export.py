@@ -6,7 +6,7 @@
 - ``merged``: the adapter merged into its base (``afinar.inference.merge``): a Hugging Face folder
   with safetensors weights in the base's dtype, config, generation config and tokenizer;
 - ``gguf``: that merged model as one GGUF (f16, llama.cpp's own converter), the adapter alone as
-  a GGUF LoRA (f16) and an Ollama ``Modelfile`` (``services/modelfile.py``).
+  a GGUF LoRA (f32) and an Ollama ``Modelfile`` (``services/modelfile.py``).
 
 Every archive holds ``model_card.json``. Exports are owner-scoped like the adapter download (the
 same resolution: another organisation's model is ``model_not_found``) and audited
