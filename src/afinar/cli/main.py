@@ -61,12 +61,16 @@ def serve(
     import uvicorn
 
     from afinar.catalog.ml_stack import import_ml_stack
+    from afinar.inference.backends import resolve_backend
+    from afinar.inference.openmp import shorten_spin_for_serving
     from afinar.server import create_app
     from afinar.services.orgs import bootstrap
     from afinar.worker.loop import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    if resolve_backend(settings) == "llamacpp":
+        shorten_spin_for_serving()  # before torch or llama.cpp load OpenMP (inference/openmp.py)
     host = host or settings.host
     port = port or settings.port
     c = _container(settings)

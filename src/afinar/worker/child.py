@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from afinar.inference.openmp import training_env
+
 _EOF = object()
 PR_SET_PDEATHSIG = 1
 
@@ -64,7 +66,7 @@ class TrainingChild:
         """``secret`` (one line, e.g. the base64 data key) is written to the child's stdin, never to disk.
         ``processes`` > 1 trains data-parallel (``AFINAR_TRAIN_PROCESSES``)."""
         self._log = log_path.open("ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        env = training_env(os.environ) | {"PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         self.proc = subprocess.Popen(
             child_command(spec_path, processes, launcher_args),
             stdin=subprocess.PIPE if secret is not None else None,
