@@ -16,7 +16,11 @@ are not timed. Prints a table, then one JSON line. Say how busy the machine was 
 average is printed): on 2 shared cores every number moves with the neighbours.
 
     .venv/bin/python bench/serve_backends.py [--tokens 128] [--backends builtin,llamacpp]
-        [--threads 0] [--base-type f16|q8_0] [--workdir .afinar/bench]
+        [--threads 0] [--base-type q8_0|f16] [--lanes 0] [--workdir .afinar/bench]
+
+Each backend, and ``generate``, runs in its own process with the environment ``afinar serve``
+gives it (llama.cpp: the short OpenMP spin of ``inference/openmp.py`` unless GOMP_SPINCOUNT is
+set), so one never slows the other down.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -71,15 +77,47 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--backends", default="builtin,llamacpp")
     ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: the CPUs available)")
-    ap.add_argument("--base-type", default="f16", choices=["f16", "q8_0"])
-    ap.add_argument("--lanes", type=int, default=0, help="llama.cpp lanes (0: one per CPU)")
+    ap.add_argument("--base-type", default="q8_0", choices=["q8_0", "f16"])
+    ap.add_argument("--lanes", type=int, default=0, help="llama.cpp lanes (0: the engine's default)")
     ap.add_argument("--workdir", type=Path, default=Path(".afinar/bench"))
     ap.add_argument("--skip-hf-generate", action="store_true")
+    ap.add_argument("--only", help=argparse.SUPPRESS)  # one backend (or hf_generate), in a child
     args = ap.parse_args()
+    if args.only:
+        print(json.dumps(measure(args, args.only)))
+        return
+    results: dict[str, dict[str, Any]] = {}
+    setup_s: dict[str, float] = {}
+    runs = args.backends.split(",") + ([] if args.skip_hf_generate else ["hf_generate"])
+    if "llamacpp" in runs:
+        runs.append("llamacpp_own")
+    for name in runs:
+        env = dict(os.environ)
+        if name == "llamacpp" and "GOMP_SPINCOUNT" not in env:
+            from afinar.inference.openmp import SERVING_SPIN, SPIN_ENV
+
+            env[SPIN_ENV] = SERVING_SPIN
+        child = subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--only", name],
+            env=env,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        out = json.loads(child.stdout.strip().splitlines()[-1])
+        results.update(out["results"])
+        setup_s.update(out["setup_s"])
+        prompt_tokens = out["prompt_tokens"]
+    report(args, results, setup_s, prompt_tokens)
+
+
+def measure(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """One backend's scenarios (or ``generate``'s), in this process."""
 
     from transformers import AutoTokenizer
 
     from afinar.catalog.registry import Catalog
+    from afinar.datasets.encoding import render_prompt
     from afinar.inference.types import GenerationRequest, SamplingParams
 
     catalog = Catalog.load()
@@ -100,6 +138,9 @@ def main() -> None:
     mixed = [req(i, adapters[i % 4]) for i in range(8)]
     results: dict[str, dict[str, Any]] = {}
     setup_s: dict[str, float] = {}
+    prompt_tokens = len(
+        tokenizer(render_prompt(tokenizer, req(0, None).messages), add_special_tokens=False)["input_ids"]
+    )
 
     async def run(backend: str) -> None:
         engine = build(backend, args.workdir, args.threads, args.base_type, args.lanes)
@@ -112,20 +153,91 @@ def main() -> None:
         results[f"{backend}/concurrent_8x4"] = await scenario(engine, mixed)
         engine.close()
 
-    for backend in args.backends.split(","):
-        asyncio.run(run(backend))
-    if not args.skip_hf_generate:
+    if name == "hf_generate":
         results["hf_generate"] = hf_generate_baseline(model_dir, args.tokens)
+    elif name == "llamacpp_own":
+        from afinar.inference.engine import prompt_ids_for
+        from afinar.inference.gguf import base_gguf
+        from afinar.inference.loader import _load_vocab
 
-    from afinar.datasets.encoding import render_prompt
+        gguf = base_gguf(model_dir, args.workdir / "models" / "gguf", args.base_type)
+        prompt, _ = prompt_ids_for(req(0, None), _load_vocab(model_dir, model_dir), 2048)
+        results.update(llamacpp_own(gguf, prompt, args.tokens, args.threads or os.cpu_count() or 1))
+    else:
+        asyncio.run(run(name))
+    return {"results": results, "setup_s": setup_s, "prompt_tokens": prompt_tokens}
 
-    prompt_tokens = len(
-        tokenizer(render_prompt(tokenizer, req(0, None).messages), add_special_tokens=False)["input_ids"]
-    )
+
+def llamacpp_own(gguf: Path, prompt: list[int], tokens: int, threads: int) -> dict[str, Any]:
+    """llama.cpp's own server (the same wheel, the same GGUF and prompt ids, no Afinar code):
+    the figure the issue compares the backend with. Single stream: median of 3 by the server's
+    own timings; 8 concurrent requests of the base: aggregate."""
+    import threading
+
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(gguf)
+    params.n_parallel = 8
+    params.n_ctx = 8 * 2048
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+    params.cache_prompt = False
+    params.verbosity = -1
+    server = xllamacpp.Server(params)
+    body = {
+        "prompt": prompt,
+        "max_tokens": tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "cache_prompt": False,
+    }
+    server.handle_completions(body)  # warm-up
+    singles = []
+    for _ in range(3):
+        start = time.perf_counter()
+        timings = server.handle_completions(body)["timings"]
+        singles.append((tokens / (time.perf_counter() - start), timings))
+    wall_tps, timings = sorted(singles, key=lambda x: x[0])[1]
+    done: list[int] = []
+
+    def one_of_eight() -> None:
+        done.append(int(server.handle_completions(body)["usage"]["completion_tokens"]))
+
+    start = time.perf_counter()
+    threads_ = [threading.Thread(target=one_of_eight) for _ in range(8)]
+    for thread in threads_:
+        thread.start()
+    for thread in threads_:
+        thread.join()
+    wall = time.perf_counter() - start
+    return {
+        "llamacpp_own/single_base": {
+            "requests": 1,
+            "tokens": tokens,
+            "wall_s": round(tokens / wall_tps, 2),
+            "tok_s": round(wall_tps, 1),
+            "ttft_ms_median": round(timings["prompt_ms"]),
+            "per_stream_decode_tok_s": round(timings["predicted_per_second"], 1),
+        },
+        "llamacpp_own/concurrent_8_base": {
+            "requests": 8,
+            "tokens": sum(done),
+            "wall_s": round(wall, 2),
+            "tok_s": round(sum(done) / wall, 1),
+            "ttft_ms_median": 0,
+            "per_stream_decode_tok_s": 0,
+        },
+    }
+
+
+def report(
+    args: argparse.Namespace, results: dict[str, Any], setup_s: dict[str, float], prompt_tokens: int
+) -> None:
     print(
         f"\nSmolLM2-135M, {args.tokens} new tokens/request, prompt {prompt_tokens} tokens, "
         f"cpus={os.cpu_count()}, load avg={os.getloadavg()[0]:.1f}, llama.cpp base {args.base_type}, "
-        f"lanes {args.lanes or 'one per CPU'}"
+        f"lanes {args.lanes or 'default'}, "
+        f"GOMP_SPINCOUNT {os.environ.get('GOMP_SPINCOUNT', 'serving default')}"
     )
     print(
         f"{'scenario':<28}{'reqs':>5}{'tokens':>8}{'wall s':>8}{'tok/s':>8}{'TTFT ms':>9}"
@@ -148,9 +260,12 @@ def main() -> None:
         }
         if "hf_generate" in results:
             summary[backend]["vs_hf_generate"] = round(base["tok_s"] / results["hf_generate"]["tok_s"], 2)
+        if backend == "llamacpp" and "llamacpp_own/single_base" in results:
+            own = results["llamacpp_own/single_base"]["per_stream_decode_tok_s"]
+            summary[backend]["decode_vs_llamacpp_own"] = round(base["per_stream_decode_tok_s"] / own, 2)
         print(f"{backend}: {summary[backend]}")
     meta = {
-        "model": entry.id,
+        "model": "smollm2-135m-instruct",
         "tokens_per_request": args.tokens,
         "prompt_tokens": prompt_tokens,
         "cpu_count": os.cpu_count(),

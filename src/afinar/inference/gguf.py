@@ -5,9 +5,9 @@ converters (``convert_hf_to_gguf.py``, ``convert_lora_to_gguf.py`` with their ``
 ``conversion/``); they run in a child Python process (``python -m afinar.inference.gguf``), so
 their modules never mix with this process's.
 
-- Bases become ``f16`` by default (the weights as trained, in half precision) or ``q8_0``
-  (``AFINAR_LLAMACPP_BASE_TYPE``: smaller and faster on CPUs; quantization may change greedy
-  outputs, so gate it with an evaluation). They are cached in ``<models_dir>/gguf`` keyed by the
+- Bases become ``q8_0`` or ``f16`` (``AFINAR_LLAMACPP_BASE_TYPE``, default ``q8_0``: half the
+  size and about twice as fast on CPUs, while ``f16`` keeps the weights as trained and the
+  built-in engine's greedy outputs; ``bench/gguf_quality.py`` compares them). They are cached in ``<models_dir>/gguf`` keyed by the
   source directory and its files' sizes and times, written atomically under a file lock, so
   several processes convert once.
 - Adapters become a GGUF LoRA in f32 (its matrices are small, and llama.cpp applies f32 ones
