@@ -7,9 +7,9 @@ their modules never mix with this process's.
 
 - Bases become ``q8_0`` or ``f16`` (``AFINAR_LLAMACPP_BASE_TYPE``, default ``q8_0``: half the
   size and about twice as fast on CPUs, while ``f16`` keeps the weights as trained and the
-  built-in engine's greedy outputs; ``bench/gguf_quality.py`` compares them). They are cached in ``<models_dir>/gguf`` keyed by the
-  source directory and its files' sizes and times, written atomically under a file lock, so
-  several processes convert once.
+  built-in engine's greedy outputs; ``bench/gguf_quality.py`` compares them). They are cached
+  in ``<models_dir>/gguf`` keyed by the source directory and its files' sizes and times, written
+  atomically under a file lock, so several processes convert once.
 - Adapters become a GGUF LoRA in f32 (its matrices are small, and llama.cpp applies f32 ones
   faster than f16 on CPUs without native f16 arithmetic); the caller chooses where. A job that
   publishes writes ``adapter.gguf`` (:data:`ADAPTER_GGUF`) into its adapter directory, sealed with
