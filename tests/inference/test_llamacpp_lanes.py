@@ -298,20 +298,21 @@ def test_using_adapters_in_any_order_never_restarts_a_server(
         engine.close()
 
 
+@pytest.mark.parametrize("idle_s", [0, 0.2])
 def test_an_idle_one_thread_lane_stops_and_starts_again(
-    models_root: Path, tiny_model_dir: Path, shipped: list[Path], eos: list[int]
+    models_root: Path, tiny_model_dir: Path, shipped: list[Path], eos: list[int], idle_s: float
 ) -> None:
-    """With ``lane_idle_s=0`` a one-thread lane's server stops as soon as it has no work (its KV
-    cache is memory); the wide lane 0 stays, and the next burst starts the lane again."""
+    """A one-thread lane's server stops once it has had no work for ``lane_idle_s`` (at once for
+    0; its KV cache is memory); the wide lane 0 stays, and the next burst starts the lane again."""
     from afinar.inference.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(
         cache_dir=models_root / "gguf",
-        scratch_dir=models_root / "scratch-idle",
+        scratch_dir=models_root / f"scratch-idle-{idle_s}",
         threads=2,
         parallel=4,
         lanes=2,
-        lane_idle_s=0,
+        lane_idle_s=idle_s,
     )
     try:
         for adapter in shipped[:2]:
@@ -326,7 +327,7 @@ def test_an_idle_one_thread_lane_stops_and_starts_again(
             assert timeline.finished("b").completion_tokens == 64
             wide, narrow = lanes_of(engine)
             assert narrow.admitted == admitted + 1  # b ran on the one-thread lane
-            # the request leaves its lane just after its last event: wait for that, boundedly
+            # the request leaves its lane just after its last event, the stop follows: wait, boundedly
             for _ in range(6000):
                 if narrow.current is None:
                     break

@@ -548,19 +548,31 @@ class LlamaCppEngine:
 
     def _stop_when_idle(self, base: Base, lane: Lane, admitted: int) -> None:
         """Stop a one-thread lane's server once it has had no work for ``lane_idle_s`` seconds
-        (its KV cache is memory); it starts again when a burst needs it."""
+        (its KV cache is memory); it starts again when a burst needs it. One timer per lane at a
+        time: a lane used again before it fires gets a new wait from there."""
         if self.lane_idle_s <= 0:
             self._stop_lane(base, lane, admitted)
             return
-        timer = threading.Timer(self.lane_idle_s, self._stop_lane, (base, lane, admitted))
-        timer.daemon = True
-        timer.start()
+        with self._lock:
+            if lane.idle_timer is not None or self._closed:
+                return
+            lane.idle_timer = threading.Timer(self.lane_idle_s, self._stop_lane, (base, lane, admitted))
+            lane.idle_timer.daemon = True
+            lane.idle_timer.start()
 
     def _stop_lane(self, base: Base, lane: Lane, admitted: int) -> None:
+        again = None
         with base.lock, self._lock:
-            if self._closed or lane.busy or lane.admitted != admitted or lane.current is None:
-                return  # busy again, or used since it went idle: a later call decides
-            server, lane.current = lane.current, None
+            lane.idle_timer = None
+            if self._closed or lane.busy or lane.current is None:
+                return  # busy again (its next idle moment starts a new wait), or stopped
+            if lane.admitted != admitted:
+                again = lane.admitted  # used and idle again since: wait from now
+            else:
+                server, lane.current = lane.current, None
+        if again is not None:
+            self._stop_when_idle(base, lane, again)
+            return
         log.info("llama.cpp: lane %d of %s stopped (idle)", lane.index, base.path)
         self._retire_server(server)
 
@@ -570,6 +582,9 @@ class LlamaCppEngine:
             servers = [lane.current for lane in base.lanes if lane.current is not None]
             for lane in base.lanes:
                 lane.current = None
+                if lane.idle_timer is not None:
+                    lane.idle_timer.cancel()
+                    lane.idle_timer = None
             adapters = list(base.adapters.values())
             base.adapters.clear()
         for adapter in adapters:

@@ -73,6 +73,7 @@ class Lane:
     current: Server | None = None
     running: Counter[str | None] = field(default_factory=Counter)  # requests per adapter (None: base)
     admitted: int = 0  # requests ever placed here: an idle lane's stop is off if it moved
+    idle_timer: threading.Timer | None = None  # the pending stop of an idle one-thread lane
 
     @property
     def busy(self) -> int:
