@@ -1,6 +1,6 @@
 """Lanes of the llama.cpp backend: requests of different adapters of one base decode side by side
-on separate servers (one server never batches them together), requests of one adapter share a
-lane, and a published adapter's shipped ``adapter.gguf`` is served without converting it.
+on separate servers (one server never batches them together), requests of one adapter batch on
+one server, and a published adapter's shipped ``adapter.gguf`` is served without converting it.
 
 Progress is judged by the order of events (the second request's tokens against the first one's
 end), never by the wall clock. The first request runs long: end-of-turn banned, up to the tiny
@@ -154,8 +154,13 @@ def test_choose_lane() -> None:
 
     assert choose_lane([], "x", cap=3) == 0  # the first request starts the wide lane 0
     assert choose_lane([lane(0), lane(1), lane(2)], "x", cap=3) == 0  # an idle base: lane 0
-    assert choose_lane([lane(0, x=1), lane(1)], "x", cap=3) == 0  # batches with its adapter
-    assert choose_lane([lane(0, y=1), lane(1, x=1)], "x", cap=3) == 1
+    # a lane of its own beats batching with its adapter while there is one (idle, or new) ...
+    assert choose_lane([lane(0, x=1), lane(1)], "x", cap=3) == 1
+    assert choose_lane([lane(0, y=1), lane(1, x=1)], "x", cap=3) == 2
+    # ... then it batches with its adapter, wherever that runs with a free slot
+    assert choose_lane([lane(0, y=1), lane(1, x=1), lane(2, z=1)], "x", cap=3) == 1
+    assert choose_lane([lane(0, x=1), lane(1, y=3), lane(2, z=1)], "x", cap=3) == 0
+    assert choose_lane([lane(0, y=1), lane(1, parallel=1, x=1), lane(2, z=2)], "x", cap=3) == 2
     assert choose_lane([lane(0, parallel=1, x=1), lane(1)], "x", cap=3) == 1  # full: an idle lane
     assert choose_lane([lane(0, y=1), lane(1)], "x", cap=3) == 1  # an idle one-thread lane
     # lane 0 takes no new adapter beside busy one-thread lanes: its threads would fight theirs
@@ -168,7 +173,7 @@ def test_choose_lane() -> None:
     assert lane_shape(3, threads=8, parallel=8, lanes=5) == (1, 2)
     assert lane_shape(1, threads=2, parallel=4, lanes=2) == (1, 4)
     assert lane_shape(1, threads=2, parallel=1, lanes=2) == (1, 1)
-    assert default_lanes(1) == 3 and default_lanes(2) == 5 and default_lanes(16) == 9
+    assert default_lanes(1) == 5 and default_lanes(2) == 9 and default_lanes(16) == 9
 
 
 def test_different_adapters_progress_together_on_two_lanes(
@@ -209,10 +214,12 @@ def test_one_lane_serves_different_adapters_in_turns(
         engine.close()
 
 
-def test_same_adapter_shares_a_lane_and_shipped_ggufs_are_not_converted(
+def test_same_adapter_batches_on_one_server_and_shipped_ggufs_are_not_converted(
     models_root: Path, tiny_model_dir: Path, shipped: list[Path], eos: list[int], converter_calls: list[Path]
 ) -> None:
-    engine = make_engine(models_root, lanes=2)
+    """Requests of one adapter on one server decode in the same steps (unlike two adapters'
+    above); which lane a request takes is ``test_choose_lane``'s."""
+    engine = make_engine(models_root, lanes=1)
     try:
         timeline = a_then_b(
             engine,
@@ -220,7 +227,7 @@ def test_same_adapter_shares_a_lane_and_shipped_ggufs_are_not_converted(
             long_request(tiny_model_dir, shipped[0], eos),
         )
         assert timeline.before("b", "a") > 0  # they batch
-        assert len(lanes_of(engine)) == 1  # no second lane for the same adapter
+        assert len(lanes_of(engine)) == 1
 
         def greedy(adapter: Path | None) -> str:
             result = engine.generate_sync(long_request(tiny_model_dir, adapter, eos, tokens=8), 600)
@@ -334,5 +341,75 @@ def test_an_idle_one_thread_lane_stops_and_starts_again(
                 threading.Event().wait(0.01)
             assert narrow.current is None and narrow.busy == 0
             assert wide.current is not None and wide.current.server is not None
+    finally:
+        engine.close()
+
+
+def test_a_starting_lane_holds_up_no_request_of_the_running_ones(
+    models_root: Path,
+    tiny_model_dir: Path,
+    shipped: list[Path],
+    eos: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server starts outside the base's lock: while lane 1's start is held back, a request
+    that batches on the running lane 0 is admitted and answered; the held request follows."""
+    from afinar.inference import llamacpp
+
+    gate = threading.Event()
+    start = llamacpp.start_server
+
+    def held_for_lane_one(base: Any, lane: Lane, loras: list[Path], **kwargs: Any) -> Any:
+        if lane.index == 1:
+            assert gate.wait(600)
+        return start(base, lane, loras, **kwargs)
+
+    monkeypatch.setattr(llamacpp, "start_server", held_for_lane_one)
+    engine = make_engine(models_root, lanes=2)
+    try:
+        for adapter in shipped[:2]:  # lane 0 holds both adapters
+            engine.generate_sync(long_request(tiny_model_dir, adapter, eos, tokens=1), timeout=600)
+        timeline = Timeline()
+        gone = threading.Event()
+        engine.submit(long_request(tiny_model_dir, shipped[0], eos), timeline.emit("a"), gone)
+        assert timeline.first_token["a"].wait(600)
+        engine.submit(long_request(tiny_model_dir, shipped[1], eos, tokens=4), timeline.emit("b"), gone)
+        for _ in range(6000):  # b has taken lane 1, whose start waits for the gate
+            if len(lanes_of(engine)) == 2 and lanes_of(engine)[1].busy:
+                break
+            threading.Event().wait(0.01)
+        # lane 1 is busy and the cap reached: the same adapter as a's joins a on lane 0
+        third = engine.generate_sync(long_request(tiny_model_dir, shipped[0], eos, tokens=4), timeout=120)
+        assert third.completion_tokens == 4 and not gate.is_set() and not timeline.done["b"].is_set()
+        gate.set()
+        assert timeline.done["a"].wait(600) and timeline.done["b"].wait(600)
+        assert timeline.finished("b").completion_tokens == 4
+    finally:
+        gate.set()
+        engine.close()
+
+
+def test_a_server_that_fails_to_start_fails_its_request_and_the_next_starts_another(
+    models_root: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from afinar.errors import ServerError
+    from afinar.inference import llamacpp
+
+    start = llamacpp.start_server
+    failures = [RuntimeError("Failed to init server, please check the input params.")]
+
+    def fails_once(base: Any, lane: Lane, loras: list[Path], **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return start(base, lane, loras, **kwargs)
+
+    monkeypatch.setattr(llamacpp, "start_server", fails_once)
+    engine = make_engine(models_root, lanes=2)
+    try:
+        with pytest.raises(ServerError, match=r"Starting llama\.cpp failed: Failed to init server"):
+            engine.generate_sync(request(tiny_model_dir, max_tokens=2), timeout=600)
+        [lane] = lanes_of(engine)
+        assert lane.current is None and lane.busy == 0
+        assert engine.generate_sync(request(tiny_model_dir, max_tokens=2), timeout=600).completion_tokens == 2
     finally:
         engine.close()

@@ -391,12 +391,22 @@ class LlamaCppEngine:
                 # Rendering takes a millisecond; the lock keeps the server and the LRU consistent.
                 prompt, max_new = prompt_ids_for(request, vocab, base.slot_context)
                 key = adapter.key if adapter is not None else None
-                lane, server = self._lane(base, key)
+                lane, server, loras = self._lane(base, key)
                 with self._lock:  # the counts _release, _retire_server and choose_lane read
                     server.users += 1
                     lane.running[key] += 1
                     lane.admitted += 1
-            return _Call(base, lane, server, key, prompt, max_new)
+            call = _Call(base, lane, server, key, prompt, max_new)
+            if loras is not None:
+                self._start(base, lane, server, loras)
+            server.ready.wait()
+            if server.failure is None:
+                return call
+            self._release(call)
+            with base.lock:
+                dropped = not set(server.adapters) <= set(base.adapters)
+            if not dropped:  # not an adapter file evicted while the server started: give up
+                raise ServerError(f"Starting llama.cpp failed: {server.failure}") from server.failure
         raise RateLimited("Too many adapters are in use at once; please retry shortly.", retry_after=1.0)
 
     def _base(self, path: Path, context: int | None) -> Base:
@@ -479,10 +489,11 @@ class LlamaCppEngine:
             )
         return self._adapter_dir
 
-    def _lane(self, base: Base, adapter: str | None) -> tuple[Lane, Server]:
+    def _lane(self, base: Base, adapter: str | None) -> tuple[Lane, Server, list[Path] | None]:
         """The lane a request of ``adapter`` runs on and a server of it that holds ``adapter``
-        and no adapter the base dropped; a new one with all the base's adapters if the current one
-        does not (caller holds ``base.lock``)."""
+        and no adapter the base dropped; a new one for all the base's adapters if the current one
+        does not, with the GGUFs to start it with: the caller starts it (:meth:`_start`) once it
+        has let go of ``base.lock``, which it holds here."""
         with self._lock:
             index = choose_lane(base.lanes, adapter, self.lanes)
         if index == len(base.lanes):
@@ -494,13 +505,31 @@ class LlamaCppEngine:
         wanted = tuple(base.adapters)
         current = lane.current
         if current is not None and current.serves(adapter, wanted):
-            return lane, current
-        loras = [base.adapters[k].gguf for k in wanted]
-        server = Server(start_server(base, lane, loras, debug=log.isEnabledFor(logging.DEBUG)), wanted)
+            return lane, current, None
+        server = Server(None, wanted)
         lane.current = server
         if current is not None:
             self._retire_server(current)
-        return lane, server
+        return lane, server, [base.adapters[k].gguf for k in wanted]
+
+    def _start(self, base: Base, lane: Lane, server: Server, loras: list[Path]) -> None:
+        """Start a lane's new ``server`` (without ``base.lock``: other lanes' requests go on, and
+        a burst's lanes start side by side). If it fails, the lane forgets it, so the next request
+        starts another, and those waiting on it see ``failure``."""
+        try:
+            server.server = start_server(base, lane, loras, debug=log.isEnabledFor(logging.DEBUG))
+        except Exception as exc:
+            log.warning("llama.cpp: starting lane %d of %s failed: %s", lane.index, base.path, exc)
+            server.failure = exc
+            with base.lock:
+                if lane.current is server:
+                    lane.current = None
+        finally:
+            server.ready.set()
+        with self._lock:  # retired while it started, and nobody left to use it
+            stop = server.retired and server.users <= 0
+        if stop:
+            stop_server(server)
 
     def warm(self, base_path: Path, context_length: int | None = None) -> threading.Thread:
         """Convert ``base_path`` and start its lane 0 in a background thread, so the first request
@@ -510,7 +539,12 @@ class LlamaCppEngine:
             try:
                 base = self._base(Path(base_path), context_length)
                 with base.lock:
-                    self._lane(base, None)
+                    lane, server, loras = self._lane(base, None)
+                if loras is not None:
+                    self._start(base, lane, server, loras)
+                server.ready.wait()
+                if server.failure is not None:
+                    raise server.failure
                 log.info("llama.cpp: %s is warm", base_path)
             except Exception:
                 log.exception("llama.cpp: warming %s failed", base_path)

@@ -16,15 +16,18 @@ adapters:
   at every step while the neighbours hold the cores), so the wide lane takes new work only while
   the whole base is idle.
 
-:func:`choose_lane` places a request: on a lane already decoding its adapter (they batch); on
-the wide lane when the base runs nothing; else on an idle one-thread lane, a new one while under
-the cap, or the least loaded one (where it takes turns with the other adapters, as on a single
-server).
+:func:`choose_lane` places a request: on the wide lane when the base runs nothing; else on an
+idle one-thread lane, or a new one while under the cap; only then on a lane already decoding its
+adapter (they batch), or the least loaded one (where it takes turns with the other adapters, as
+on a single server).
 
 A lane's server holds a fixed list of adapters (llama.cpp fixes them at start). A lane gets a new
 server when a request needs an adapter its server lacks, or the base dropped one the server
 holds (evicted, or a deleted model's); the old one closes once the requests it runs are done: no
-caller sees a restart. Using the adapters in any order never restarts a server.
+caller sees a restart. Using the adapters in any order never restarts a server. A server starts
+outside the base's lock (half a second or more): the lanes of a burst start side by side, and
+requests for running lanes never wait for them; requests placed on a starting server wait for
+its ``ready``.
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ log = logging.getLogger(__name__)
 class Server:
     """One llama.cpp server of a base model, holding a fixed list of adapters."""
 
-    server: Any  # xllamacpp.Server; None once stopped
+    server: Any  # xllamacpp.Server; None until started and once stopped
     adapters: tuple[str, ...]  # adapter keys, in llama.cpp's id order
     users: int = 0
     retired: bool = False
+    ready: threading.Event = field(default_factory=threading.Event)  # started, or failed to
+    failure: BaseException | None = None  # why it did not start
 
     def serves(self, adapter: str | None, held: Collection[str]) -> bool:
         """Whether a request of ``adapter`` can run here while the base holds ``held``: the
@@ -101,23 +106,24 @@ class Base:
 
 
 def default_lanes(cpus: int) -> int:
-    """The wide lane plus one-thread lanes: two per CPU, at most 8 (their KV caches)."""
-    return 1 + min(2 * max(1, cpus), 8)
+    """The wide lane plus one-thread lanes: four per CPU, at most 8 (their KV caches)."""
+    return 1 + min(4 * max(1, cpus), 8)
 
 
 def choose_lane(lanes: list[Lane], adapter: str | None, cap: int) -> int:
     """The index of the lane a request of ``adapter`` should run on; ``len(lanes)``: start one.
 
-    1. a lane already decoding ``adapter`` with a free slot: the requests batch there;
-    2. the wide lane 0 when no lane runs anything;
-    3. an idle one-thread lane, the lowest first;
-    4. a new lane, while fewer than ``cap`` exist;
+    1. the wide lane 0 when no lane runs anything;
+    2. an idle one-thread lane, the lowest first;
+    3. a new lane, while fewer than ``cap`` exist;
+    4. a lane already decoding ``adapter`` with a free slot: the requests batch there;
     5. the least loaded one-thread lane (relative to its slots), the lowest first on a tie; lane 0
        when it is the only one.
+
+    A lane of its own beats batching: on 2 cores a one-thread llama.cpp server decodes two
+    requests of one adapter no faster than one (``docs/serving-llamacpp.md``), so a burst spreads
+    over the lanes first and batches only once all of them are busy.
     """
-    for lane in lanes:
-        if lane.running[adapter] > 0 and lane.busy < lane.parallel:
-            return lane.index
     if all(lane.busy == 0 for lane in lanes):
         return 0
     narrow = lanes[1:]
@@ -126,6 +132,9 @@ def choose_lane(lanes: list[Lane], adapter: str | None, cap: int) -> int:
             return lane.index
     if len(lanes) < max(1, cap):
         return len(lanes)
+    for lane in lanes:
+        if lane.running[adapter] > 0 and lane.busy < lane.parallel:
+            return lane.index
     return min(narrow or lanes, key=lambda lane: (lane.busy / lane.parallel, lane.index)).index
 
 
