@@ -19,8 +19,8 @@ average is printed): on 2 shared cores every number moves with the neighbours.
         [--threads 0] [--base-type q8_0|f16] [--lanes 0] [--workdir .afinar/bench]
 
 Each backend, and ``generate``, runs in its own process with the environment ``afinar serve``
-gives it (llama.cpp: the short OpenMP spin of ``inference/openmp.py`` unless GOMP_SPINCOUNT is
-set), so one never slows the other down.
+gives it (llama.cpp: the OpenMP waits of ``inference/openmp.py`` unless GOMP_SPINCOUNT or
+OMP_WAIT_POLICY is set), so one never slows the other down.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from serve_throughput import QUESTIONS, hf_generate_baseline, make_adapters, one  # bench/ sibling
+
+from afinar.inference.openmp import SERVING_ENV
 
 
 async def scenario(engine: Any, requests: list[Any]) -> dict[str, Any]:
@@ -93,10 +95,8 @@ def main() -> None:
         runs.append("llamacpp_own")
     for name in runs:
         env = dict(os.environ)
-        if name == "llamacpp" and "GOMP_SPINCOUNT" not in env:
-            from afinar.inference.openmp import SERVING_SPIN, SPIN_ENV
-
-            env[SPIN_ENV] = SERVING_SPIN
+        if name == "llamacpp" and not any(v in env for v in SERVING_ENV):
+            env.update(SERVING_ENV)  # what `afinar serve` sets (inference/openmp.py)
         child = subprocess.run(
             [sys.executable, __file__, *sys.argv[1:], "--only", name],
             env=env,
@@ -234,11 +234,12 @@ def llamacpp_own(gguf: Path, prompt: list[int], tokens: int, threads: int) -> di
 def report(
     args: argparse.Namespace, results: dict[str, Any], setup_s: dict[str, float], prompt_tokens: int
 ) -> None:
+    waits = ", ".join(f"{k}={os.environ[k]}" for k in SERVING_ENV if k in os.environ) or "serving"
     print(
         f"\nSmolLM2-135M, {args.tokens} new tokens/request, prompt {prompt_tokens} tokens, "
         f"cpus={os.cpu_count()}, load avg={os.getloadavg()[0]:.1f}, llama.cpp base {args.base_type}, "
         f"lanes {args.lanes or 'default'}, "
-        f"GOMP_SPINCOUNT {os.environ.get('GOMP_SPINCOUNT', 'serving default')}"
+        f"OpenMP waits: {waits}"
     )
     print(
         f"{'scenario':<28}{'reqs':>5}{'tokens':>8}{'wall s':>8}{'tok/s':>8}{'TTFT ms':>9}"

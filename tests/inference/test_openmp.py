@@ -1,7 +1,9 @@
-"""The serving process's short OpenMP spin (``inference/openmp.py``): set only where the operator
-set none, and never handed to training children."""
+"""The serving process's OpenMP waits (``inference/openmp.py``): set only where the operator set
+none, and never handed to training children."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -11,21 +13,27 @@ from afinar.inference import openmp
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openmp, "_set_here", False)
-    monkeypatch.delenv(openmp.SPIN_ENV, raising=False)
+    for name in openmp.SERVING_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
-def test_serving_sets_a_short_spin_that_training_children_do_not_inherit() -> None:
-    import os
-
+def test_serving_sets_short_waits_that_training_children_do_not_inherit() -> None:
     assert openmp.shorten_spin_for_serving()
-    assert os.environ[openmp.SPIN_ENV] == openmp.SERVING_SPIN
+    assert {name: os.environ[name] for name in openmp.SERVING_ENV} == {
+        "GOMP_SPINCOUNT": "1000",
+        "OMP_WAIT_POLICY": "active",
+    }
     env = openmp.training_env(os.environ)
-    assert openmp.SPIN_ENV not in env and env["PATH"] == os.environ["PATH"]
+    assert not set(openmp.SERVING_ENV) & set(env) and env["PATH"] == os.environ["PATH"]
 
 
-def test_an_operators_value_is_kept_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(openmp.SPIN_ENV, "50000")
+@pytest.mark.parametrize("name", ["GOMP_SPINCOUNT", "OMP_WAIT_POLICY"])
+def test_an_operators_value_is_kept_everywhere(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Either variable set by the operator: neither is set (OpenMP's waits are theirs)."""
+    value = {"GOMP_SPINCOUNT": "50000", "OMP_WAIT_POLICY": "passive"}[name]
+    monkeypatch.setenv(name, value)
     assert not openmp.shorten_spin_for_serving()
-    assert openmp.training_env({openmp.SPIN_ENV: "50000"}) == {openmp.SPIN_ENV: "50000"}
-    monkeypatch.setenv(openmp.SPIN_ENV, openmp.SERVING_SPIN)  # the same value, set by the operator
-    assert openmp.training_env({openmp.SPIN_ENV: openmp.SERVING_SPIN}) == {openmp.SPIN_ENV: "1000"}
+    assert set(openmp.SERVING_ENV) & set(os.environ) == {name}
+    assert openmp.training_env({name: value}) == {name: value}
+    monkeypatch.setenv(name, openmp.SERVING_ENV[name])  # the serving value, set by the operator
+    assert openmp.training_env({name: openmp.SERVING_ENV[name]}) == {name: openmp.SERVING_ENV[name]}
