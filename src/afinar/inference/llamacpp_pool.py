@@ -157,6 +157,7 @@ def start_server(base: Base, lane: Lane, loras: list[Path], *, debug: bool = Fal
     params.cpuparams.n_threads = lane.threads
     params.cpuparams_batch.n_threads = lane.threads
     params.warmup = False
+    params.fit_params = False  # n_ctx is ours; llama.cpp's fitting to memory costs ~0.25 s a start
     params.verbosity = 3 if debug else -1
     params.cache_prompt = False
     params.lora_adapters = [xllamacpp.CommonAdapterLoraInfo(str(p), 0.0) for p in loras]
