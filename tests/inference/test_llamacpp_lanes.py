@@ -378,6 +378,7 @@ def test_a_starting_lane_holds_up_no_request_of_the_running_ones(
             if len(lanes_of(engine)) == 2 and lanes_of(engine)[1].busy:
                 break
             threading.Event().wait(0.01)
+        assert lanes_of(engine)[1].busy == 1
         # lane 1 is busy and the cap reached: the same adapter as a's joins a on lane 0
         third = engine.generate_sync(long_request(tiny_model_dir, shipped[0], eos, tokens=4), timeout=120)
         assert third.completion_tokens == 4 and not gate.is_set() and not timeline.done["b"].is_set()
