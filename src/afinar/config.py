@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     llamacpp_threads: int = Field(default=0, ge=0)
     llamacpp_parallel: int = Field(default=8, ge=1)
     # llama.cpp servers ("lanes") per base, so requests of different adapters decode side by side
-    # (docs/serving-llamacpp.md; 0: the wide lane plus two one-thread lanes per CPU, at most 8;
+    # (docs/serving-llamacpp.md; 0: the wide lane plus four one-thread lanes per CPU, at most 8;
     # 1: one server, they take turns) and how long an idle one-thread lane lives; warm the
     # bundled base (convert, start) at `afinar serve`; convert each published adapter to a GGUF
     # LoRA when its job publishes (unset: when the backend resolves to llamacpp).
